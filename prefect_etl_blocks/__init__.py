@@ -7,14 +7,22 @@ Importing the package registers its blocks with Prefect's block registry and the
 from __future__ import annotations
 
 from prefect_etl_blocks import errors
-from prefect_etl_blocks.parquet import ParquetSource
+from prefect_etl_blocks.cache_policies import FrameInputs, SourceFingerprint
 from prefect_etl_blocks.duckdb import DuckDBConnection
+from prefect_etl_blocks.parquet import ParquetSource
+from prefect_etl_blocks.results import S3ResultStorage, dataframe_result_options
+from prefect_etl_blocks.serializers import PolarsParquetSerializer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DuckDBConnection",
     "ParquetSource",
+    "PolarsParquetSerializer",
+    "S3ResultStorage",
+    "dataframe_result_options",
+    "FrameInputs",
+    "SourceFingerprint",
     "errors",
     "__version__",
 ]

@@ -60,3 +60,12 @@ class EmailDeliveryError(PrefectETLBlocksError, RuntimeError):
 
 class TemplateNotFoundError(PrefectETLBlocksError, LookupError):
     """A cookiecutter template name that is not shipped with the package."""
+
+
+class ResultStorageError(PrefectETLBlocksError, OSError):
+    """A task result that could not be written to or read from result storage (endpoint
+    unreachable, bucket missing, access denied)."""
+
+
+class CorruptResultError(PrefectETLBlocksError, ValueError):
+    """A stored task result that is truncated, corrupt or not in the ``polars-parquet`` format."""

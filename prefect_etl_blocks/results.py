@@ -1,0 +1,191 @@
+"""``S3ResultStorage``: an S3 (or MinIO / S3-compatible) bucket for persisted task results.
+
+It is a prefect-aws ``S3Bucket`` (so ``read_path``/``write_path``, ``aread_path``/``awrite_path``
+and every other ``S3Bucket`` method work) with its own block type, storage errors that name the
+object, the endpoint and the fix, and :func:`dataframe_result_options`: the task options that
+persist DataFrame results as Parquet in one line.
+
+Sync/async follows prefect-aws: each I/O method exists as ``x`` and ``ax`` (``read_path`` and
+``aread_path``); both go through the same two synchronous helpers below, which the async
+variants run in a worker thread.
+
+What happens when S3 fails (verified in ``tests/test_results.py``):
+
+* S3 stores an object only when its upload completes (single PUT or multipart), so a failed
+  write leaves nothing behind; the serializer's checksum rejects a damaged object anyway.
+* Prefect 3 logs, but does not raise, errors from writing a result after the task or flow
+  returned (``Transaction.commit`` in ``prefect/transactions.py``, ``return_value_to_state``
+  in ``prefect/states.py``): the run still shows ``Completed``, its value is passed on in
+  memory, the log carries :class:`~prefect_etl_blocks.errors.ResultStorageError` naming the
+  object, the endpoint and the fix, and the next run with the same cache key recomputes.
+* Prefect's cache lookup also swallows read errors: with S3 down a cached task recomputes.
+  Keep the cache metadata apart (``cache_policy.configure(key_storage=...)``) and a task whose
+  cached result cannot be read fails with ``ResultStorageError`` (and is retried when it has
+  ``retries``) instead of silently recomputing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.filesystems import WritableFileSystem
+from prefect.serializers import Serializer
+from prefect_aws.s3 import S3Bucket
+
+from prefect_etl_blocks.errors import ResultStorageError, UnsavedBlockError
+from prefect_etl_blocks.serializers import PolarsParquetSerializer
+
+DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/s3_result_storage/"
+
+__all__ = ["S3ResultStorage", "dataframe_result_options"]
+
+
+class S3ResultStorage(S3Bucket):
+    """An S3 bucket folder for persisted task and flow results, usable as ``result_storage=``.
+
+    Credentials are a prefect-aws ``AwsCredentials`` or ``MinIOCredentials`` block; for MinIO
+    or another S3-compatible store set ``aws_client_parameters.endpoint_url`` on them.
+    Save the block once, then give it to flows and tasks (Prefect refuses unsaved storage).
+
+    Example:
+        Load a saved result storage and persist DataFrame results in it as Parquet:
+        ```python
+        import polars as pl
+        from prefect import flow, task
+
+        from prefect_etl_blocks import S3ResultStorage
+
+        storage = S3ResultStorage.load("BLOCK_NAME")
+
+        @task(**storage.dataframe_result_options())
+        def extract() -> pl.DataFrame:
+            return pl.DataFrame({"a": [1, 2, 3]})
+
+        @flow(result_storage=storage)
+        def pipeline() -> None:
+            extract()
+        ```
+
+        Create and save one for a MinIO server:
+        ```python
+        from prefect_aws import AwsCredentials
+
+        from prefect_etl_blocks import S3ResultStorage
+
+        S3ResultStorage(
+            bucket_name="results",
+            bucket_folder="etl",
+            credentials=AwsCredentials(
+                aws_access_key_id="minioadmin",
+                aws_secret_access_key="minioadmin",
+                aws_client_parameters={"endpoint_url": "http://127.0.0.1:9000"},
+            ),
+        ).save("etl-results")
+        ```
+    """
+
+    _block_type_name = "S3 Result Storage"
+    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"  # noqa: E501
+    _documentation_url = DOCS_URL
+    _description = (
+        "An S3 or S3-compatible (MinIO) bucket folder that stores persisted task and flow "
+        "results; pairs with the polars-parquet serializer to store DataFrames as Parquet."
+    )
+
+    def dataframe_result_options(
+        self,
+        *,
+        serializer: Serializer | str | None = None,
+        cache_policy: CachePolicy | None = None,
+    ) -> dict[str, Any]:
+        """The task (or flow) options that persist results here as Parquet.
+
+        Same as :func:`dataframe_result_options` with this block as the storage.
+
+        Raises:
+            UnsavedBlockError: when the block has not been saved yet.
+        """
+        return dataframe_result_options(self, serializer=serializer, cache_policy=cache_policy)
+
+    def _endpoint(self) -> str:
+        params = getattr(self.credentials, "aws_client_parameters", None)
+        endpoint = getattr(params, "endpoint_url", None)
+        return str(endpoint) if endpoint else "AWS S3"
+
+    def _read_sync(self, key: str) -> bytes:
+        # Both read_path and aread_path land here (prefect-aws S3Bucket, prefect-aws 0.5).
+        try:
+            return super()._read_sync(key)
+        except Exception as exc:
+            raise ResultStorageError(
+                f"Could not read result s3://{self.bucket_name}/{key} from {self._endpoint()}: "
+                f"{_first_line(exc)}. Check that the endpoint is reachable, the bucket and "
+                "object exist and the credentials may read them; re-run the task with "
+                "refresh_cache=True to write the result again."
+            ) from exc
+
+    def _write_sync(self, key: str, data: bytes) -> None:
+        # Both write_path and awrite_path land here. S3 stores an object only when its upload
+        # completes, so a failure here never leaves a partial object for a later read.
+        try:
+            super()._write_sync(key, data)
+        except Exception as exc:
+            raise ResultStorageError(
+                f"Could not write result s3://{self.bucket_name}/{key} to {self._endpoint()}: "
+                f"{_first_line(exc)}. Nothing was stored, so the next run with the same cache "
+                "key recomputes it. Check that the endpoint is reachable and that the "
+                f"credentials may write to bucket {self.bucket_name!r}."
+            ) from exc
+
+
+def dataframe_result_options(
+    storage: WritableFileSystem | str | Path,
+    *,
+    serializer: Serializer | str | None = None,
+    cache_policy: CachePolicy | None = None,
+) -> dict[str, Any]:
+    """The ``@task(...)`` options that persist a task's DataFrame result as Parquet.
+
+    Returns ``{"result_storage": storage, "result_serializer": PolarsParquetSerializer(),
+    "persist_result": True}`` (plus ``cache_policy`` when given), so a flow author writes
+    ``@task(**dataframe_result_options(storage))``. The same keys work for ``@flow``
+    except ``cache_policy``, and for ``task.with_options(...)``.
+
+    Args:
+        storage: a saved storage block (``S3ResultStorage``, ``LocalFileSystem``…), a block
+            reference such as ``"s3-result-storage/etl-results"``, or a local folder path.
+        serializer: another serializer or type name; ``PolarsParquetSerializer()`` by default.
+        cache_policy: a cache policy to include, for example ``FrameInputs() + TASK_SOURCE``.
+
+    Raises:
+        UnsavedBlockError: when ``storage`` is a block that has not been saved, which Prefect
+            would refuse when decorating the task.
+    """
+    if (
+        not isinstance(storage, (str, Path))
+        and getattr(storage, "_block_document_id", None) is None
+    ):
+        kind = type(storage).__name__
+        name = getattr(storage, "bucket_name", None)
+        what = f"{kind}(bucket_name={name!r})" if name else kind
+        raise UnsavedBlockError(
+            f"{what} has not been saved, and Prefect only accepts saved storage blocks as "
+            f'result_storage. Save it first, for example `storage.save("etl-results")`, or '
+            f'load a saved one with `{kind}.load("etl-results")`, then pass it to '
+            "dataframe_result_options."
+        )
+    options: dict[str, Any] = {
+        "result_storage": storage,
+        "result_serializer": serializer if serializer is not None else PolarsParquetSerializer(),
+        "persist_result": True,
+    }
+    if cache_policy is not None:
+        options["cache_policy"] = cache_policy
+    return options
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
