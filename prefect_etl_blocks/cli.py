@@ -44,13 +44,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
+    context = _parse_key_values(args.context)
     from prefect_etl_blocks.scaffold import new_project
 
     path = new_project(
         args.template,
         output_dir=args.output_dir,
         no_input=args.no_input,
-        extra_context=_parse_key_values(args.context),
+        extra_context=context,
         overwrite_if_exists=args.overwrite,
     )
     print(f"Created {path}")
