@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect_etl_blocks import errors
 from prefect_etl_blocks.cache_policies import FrameInputs, SourceFingerprint
 from prefect_etl_blocks.duckdb import DuckDBConnection
+from prefect_etl_blocks.notifications import EmailNotifier, email_notifier
 from prefect_etl_blocks.parquet import ParquetSource
 from prefect_etl_blocks.results import S3ResultStorage, dataframe_result_options
 from prefect_etl_blocks.serializers import PolarsParquetSerializer
@@ -17,6 +18,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DuckDBConnection",
+    "EmailNotifier",
+    "email_notifier",
     "ParquetSource",
     "PolarsParquetSerializer",
     "S3ResultStorage",

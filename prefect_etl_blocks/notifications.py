@@ -1,0 +1,340 @@
+"""``EmailNotifier`` (an SMTP ``NotificationBlock``) and ``email_notifier`` state hooks.
+
+Sync and async follow the pattern of :mod:`prefect_etl_blocks.duckdb`: ``anotify`` is the async
+twin and ``notify`` is decorated with Prefect's ``@async_dispatch(anotify)``, so ``notify`` sends
+and returns in sync code and is awaitable in async code (the SMTP work then runs in a worker
+thread). Hooks made by :func:`email_notifier` never raise: a notification that cannot be sent
+is logged (server and reason, never the password) and the flow keeps its own state.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import smtplib
+import ssl
+import string
+import time
+import traceback
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from enum import Enum
+from typing import Any, Callable
+
+import anyio.to_thread
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.blocks.abstract import NotificationBlock
+from pydantic import Field, SecretStr, field_validator
+
+from prefect_etl_blocks.errors import EmailDeliveryError, NotificationTemplateError
+
+DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/email_notifier/"
+DEFAULT_BLOCK_NAME = "default"
+PLACEHOLDERS = (
+    "flow_name", "flow_run_name", "flow_run_id", "state_name", "state_message", "parameters",
+    "flow_run_url", "exception", "task_name", "task_run_name",
+)
+DEFAULT_BODY = (
+    "Flow run {flow_run_name} of flow {flow_name} entered state {state_name}.\n\n"
+    "Message: {state_message}\nParameters: {parameters}\nRun: {flow_run_url}\n\n{exception}"
+)
+logger = logging.getLogger("prefect_etl_blocks.notifications")
+
+
+class SMTPType(str, Enum):
+    """How the connection is secured."""
+
+    SSL = "SSL"
+    STARTTLS = "STARTTLS"
+    INSECURE = "INSECURE"
+
+
+_DEFAULT_PORTS = {SMTPType.SSL: 465, SMTPType.STARTTLS: 587, SMTPType.INSECURE: 25}
+
+
+def _check_header(value: str, field: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{field} must not contain line breaks (header injection): {value!r}.")
+    return value
+
+
+def _check_address(value: str, field: str) -> str:
+    _check_header(value, field)
+    if "@" not in value or any(c.isspace() for c in value) or value.count("@") != 1:
+        raise ValueError(f"{field} has an invalid email address {value!r}; expected name@example.com.")
+    return value
+
+
+class EmailNotifier(NotificationBlock):
+    """Send email through an SMTP server (SSL, STARTTLS or plain), from flows or automations.
+
+    Example:
+        Load a saved notifier and send a message:
+        ```python
+        from prefect_etl_blocks import EmailNotifier
+
+        notifier = EmailNotifier.load("BLOCK_NAME")
+        notifier.notify("The nightly load finished.", subject="Nightly ETL")
+        ```
+    """
+
+    _block_type_name = "Email Notifier"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/email-notifier/email.png"
+    _documentation_url = DOCS_URL
+    _description = "Send email notifications through an SMTP server (SSL, STARTTLS or plain)."
+
+    smtp_server: str = Field(default=..., description="Host name or address of the SMTP server.")
+    smtp_type: SMTPType = Field(
+        default=SMTPType.STARTTLS,
+        description="How the connection is secured: SSL (implicit TLS), STARTTLS or INSECURE.",
+    )
+    smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Server port; defaults to 465 for SSL, 587 for STARTTLS and 25 for INSECURE.",
+    )
+    username: str | None = Field(default=None, description="User name for SMTP AUTH; none skips AUTH.")
+    password: SecretStr | None = Field(default=None, description="Password for SMTP AUTH.")
+    from_address: str = Field(default=..., description="Sender address (From header and envelope).")
+    to_addresses: list[str] = Field(default_factory=list, description="Recipient addresses.")
+    cc: list[str] = Field(default_factory=list, description="Carbon-copy addresses (shown in the Cc header).")
+    bcc: list[str] = Field(default_factory=list, description="Blind-copy addresses (envelope only, never in headers).")
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout for connecting and each SMTP command.")
+    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate and host name.")
+    ca_bundle_path: str | None = Field(
+        default=None, description="Path of a CA bundle (PEM) to trust instead of the system's."
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries for transient errors (dropped connections, 4xx replies)."
+    )
+
+    @field_validator("smtp_type", mode="before")
+    @classmethod
+    def _upper_type(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return _check_address(value, "from_address")
+
+    @field_validator("to_addresses", "cc", "bcc")
+    @classmethod
+    def _lists(cls, value: list[str], info: Any) -> list[str]:
+        return [_check_address(v, info.field_name) for v in value]
+
+    @property
+    def port(self) -> int:
+        """The port used: ``smtp_port`` or the default of ``smtp_type``."""
+        return self.smtp_port or _DEFAULT_PORTS[self.smtp_type]
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_bundle_path)
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def build_message(self, body: str, subject: str | None = None, recipients: list[str] | None = None) -> EmailMessage:
+        """The multipart (plain text + HTML) message ``notify`` would send."""
+        to = [_check_address(a, "recipients") for a in recipients] if recipients else self.to_addresses
+        if not (to or self.cc or self.bcc):
+            raise ValueError("EmailNotifier has no recipients: set to_addresses (or pass recipients).")
+        message = EmailMessage()
+        message["Subject"] = _check_header(subject or "Prefect notification", "subject")
+        message["From"] = self.from_address
+        if to:
+            message["To"] = ", ".join(to)
+        if self.cc:
+            message["Cc"] = ", ".join(self.cc)
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = make_msgid(domain=self.from_address.split("@")[1])
+        message.set_content(body)
+        message.add_alternative(
+            f"<html><body><pre style=\"font-family: monospace\">{html.escape(body)}</pre></body></html>",
+            subtype="html",
+        )
+        return message
+
+    def _send_once(self, message: EmailMessage, envelope: list[str]) -> None:
+        if self.smtp_type is SMTPType.SSL:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.smtp_server, self.port, timeout=self.timeout_seconds, context=self._tls_context()
+            )
+        else:
+            client = smtplib.SMTP(self.smtp_server, self.port, timeout=self.timeout_seconds)
+        with client:
+            client.ehlo()
+            if self.smtp_type is SMTPType.STARTTLS:
+                client.starttls(context=self._tls_context())
+                client.ehlo()
+            if self.username:
+                client.login(self.username, self.password.get_secret_value() if self.password else "")
+            client.send_message(message, from_addr=self.from_address, to_addrs=envelope)
+
+    def send(self, body: str, subject: str | None = None, recipients: list[str] | None = None) -> None:
+        """Send now, retrying transient failures; raises :class:`EmailDeliveryError`."""
+        message = self.build_message(body, subject, recipients)
+        envelope = list(dict.fromkeys((recipients or self.to_addresses) + self.cc + self.bcc))
+        where = f"{self.smtp_server}:{self.port}"
+        for attempt in range(self.max_retries + 1):
+            try:
+                self._send_once(message, envelope)
+                return
+            except smtplib.SMTPAuthenticationError as exc:
+                raise EmailDeliveryError(
+                    f"SMTP server {where} refused authentication for user {self.username!r} "
+                    f"({exc.smtp_code}). Check username and password."
+                ) from None
+            except ssl.SSLError as exc:
+                raise EmailDeliveryError(
+                    f"TLS with SMTP server {where} failed: {exc.reason or exc}. Set ca_bundle_path to the "
+                    "CA that signed the server certificate, or check smtp_type matches the port."
+                ) from None
+            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
+                code = getattr(exc, "smtp_code", None)
+                transient = code is not None and 400 <= code < 500
+                reason = f"{code} {exc.smtp_error!r}" if code else str(exc)
+                if not transient or attempt == self.max_retries:
+                    raise EmailDeliveryError(f"SMTP server {where} rejected the message: {reason}.") from None
+            except (OSError, smtplib.SMTPException) as exc:
+                if attempt == self.max_retries:
+                    raise EmailDeliveryError(
+                        f"Could not send email through SMTP server {where}: {type(exc).__name__}: {exc}. "
+                        "Check smtp_server, the port and that the server is reachable."
+                    ) from None
+            time.sleep(min(0.2 * 2**attempt, 2.0))
+
+    async def anotify(self, body: str, subject: str | None = None) -> None:
+        """Async twin of :meth:`notify`."""
+        await anyio.to_thread.run_sync(self.send, body, subject)
+
+    @async_dispatch(anotify)
+    def notify(self, body: str, subject: str | None = None) -> None:  # type: ignore[override]
+        """Send ``body`` (plain text, also rendered as HTML) to the configured recipients."""
+        self.send(body, subject)
+
+    def __repr__(self) -> str:
+        return (
+            f"EmailNotifier(smtp_server={self.smtp_server!r}, port={self.port}, "
+            f"smtp_type={self.smtp_type.value!r}, username={self.username!r}, password=SecretStr('**********'))"
+        )
+
+    __str__ = __repr__
+
+
+def _check_template(template: str, what: str) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise NotificationTemplateError(f"{what} template {template!r} is not valid: {exc}.") from None
+    for field in fields:
+        root = field.split(".")[0].split("[")[0]
+        if root not in PLACEHOLDERS:
+            raise NotificationTemplateError(
+                f"{what} template uses unknown placeholder {{{field}}}; valid placeholders are "
+                + ", ".join("{" + p + "}" for p in PLACEHOLDERS) + "."
+            )
+
+
+def _exception_text(state: Any) -> str:
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as error:  # result unavailable (not persisted): the state message says it
+        exc = error
+    if isinstance(exc, BaseException):
+        frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        return "".join(frames[-6:]).strip()
+    return ""
+
+
+def _context(obj: Any, run: Any, state: Any) -> dict[str, str]:
+    from prefect.settings import PREFECT_UI_URL
+
+    is_task = hasattr(obj, "task_key") or getattr(run, "task_key", None) is not None
+    values = dict.fromkeys(PLACEHOLDERS, "")
+    flow_run = run
+    if is_task:
+        values["task_name"] = getattr(obj, "name", "")
+        values["task_run_name"] = getattr(run, "name", "")
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        flow_run = ctx.flow_run if ctx else None
+        values["flow_name"] = ctx.flow.name if ctx and ctx.flow else ""
+    else:
+        values["flow_name"] = getattr(obj, "name", "")
+    if flow_run is not None:
+        values["flow_run_name"] = str(getattr(flow_run, "name", ""))
+        values["flow_run_id"] = str(getattr(flow_run, "id", ""))
+        values["parameters"] = str(getattr(flow_run, "parameters", {}) or {})
+        ui = PREFECT_UI_URL.value()
+        values["flow_run_url"] = f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui else "(PREFECT_UI_URL not set)"
+    values["state_name"] = str(getattr(state, "name", ""))
+    values["state_message"] = str(getattr(state, "message", "") or "")
+    values["exception"] = _exception_text(state) if getattr(state, "is_failed", lambda: False)() or getattr(state, "is_crashed", lambda: False)() else ""
+    return values
+
+
+def email_notifier(
+    subject: str = "Prefect: {flow_name} run {flow_run_name} is {state_name}",
+    body: str | None = None,
+    recipients: list[str] | None = None,
+    notifier: EmailNotifier | str | None = None,
+) -> Callable[[Any, Any, Any], None]:
+    """A state hook that emails about a flow or task run (``on_failure``, ``on_crashed``, ...).
+
+    Args:
+        subject: ``str.format`` template; placeholders: ``{flow_name}``, ``{flow_run_name}``,
+            ``{flow_run_id}``, ``{state_name}``, ``{state_message}``, ``{parameters}``,
+            ``{flow_run_url}``, ``{exception}``, and for task hooks ``{task_name}``,
+            ``{task_run_name}``.
+        body: template of the body; a summary with the exception by default.
+        recipients: overrides the notifier's ``to_addresses``.
+        notifier: an ``EmailNotifier``, the name of a saved one, or None for the block
+            saved as ``"default"``.
+
+    Raises:
+        NotificationTemplateError: at creation, for an unknown placeholder or bad syntax.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_etl_blocks import email_notifier
+
+        alert = email_notifier(subject="Pipeline Failed: {flow_run_name}", recipients=["team@example.com"])
+
+        @flow(on_failure=[alert])
+        def pipeline() -> None:
+            ...
+        ```
+    """
+    _check_template(subject, "subject")
+    body_template = body if body is not None else DEFAULT_BODY
+    _check_template(body_template, "body")
+    checked = [_check_address(r, "recipients") for r in recipients] if recipients else None
+
+    def hook(obj: Any, run: Any, state: Any) -> None:
+        target = notifier if notifier is not None else DEFAULT_BLOCK_NAME
+        where = getattr(target, "smtp_server", target)
+        try:
+            block = EmailNotifier.load(target, _sync=True) if isinstance(target, str) else target
+            where = f"{block.smtp_server}:{block.port}"
+            values = _context(obj, run, state)
+            rendered = " ".join(subject.format(**values).split())
+            block.send(body_template.format(**values), rendered, checked)
+        except Exception as exc:  # never change the run's own outcome
+            logger.error("Email notification via %s failed: %s", where, exc)
+            try:
+                from prefect.logging import get_run_logger
+
+                get_run_logger().error("Email notification via %s failed: %s", where, exc)
+            except Exception:
+                pass
+
+    hook.__name__ = f"email_notifier({subject!r})"
+    return hook
+
+
+__all__ = ["EmailNotifier", "SMTPType", "email_notifier", "DEFAULT_BLOCK_NAME", "PLACEHOLDERS"]
