@@ -123,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``petl`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value answers may follow options (`petl new etl-flow --no-input retries=5`).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "new" or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.context = [*args.context, *extra]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
