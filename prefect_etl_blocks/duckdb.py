@@ -622,7 +622,9 @@ class DuckDBConnection(DatabaseBlock):
 
         Args:
             source: a :class:`~prefect_etl_blocks.ParquetSource` or a path / glob / ``s3://`` URI.
-            table, mode, keys: as for :meth:`load_frame`.
+            table: target table, as for :meth:`load_frame`.
+            mode: load mode, as for :meth:`load_frame`.
+            keys: key columns for ``upsert``.
 
         Returns:
             The number of rows written.
