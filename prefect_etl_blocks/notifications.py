@@ -16,10 +16,11 @@ import ssl
 import string
 import time
 import traceback
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 import anyio.to_thread
 from prefect._internal.compatibility.async_dispatch import async_dispatch

@@ -26,11 +26,9 @@ pytest_plugins = [
     "tests.fixtures.prefect_harness",
     "tests.fixtures.s3",
     "tests.fixtures.data",
+    "tests.fixtures.smtp",
+    "tests.fixtures.prefect_server",
 ]
-# Modules added by other parts of the suite register themselves here.
-for _name in ("smtp", "prefect_server"):
-    if os.path.exists(os.path.join(os.path.dirname(__file__), "fixtures", f"{_name}.py")):
-        pytest_plugins.append(f"tests.fixtures.{_name}")
 
 
 @pytest.fixture(scope="session")

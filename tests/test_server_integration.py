@@ -168,12 +168,18 @@ def test_baked_project_deploys_and_runs_on_a_worker(prefect_server: PrefectServe
         assert con.execute("SELECT count(*) FROM it.summary").fetchone()[0] == 8
         con.close()
 
+        # Refused before a run exists: the deployment enforces the flow's parameter schema.
         bad = run([prefect, "deployment", "run", name, "--params", json.dumps({"min_value": -5})], prefect_server)
-        if bad.returncode == 0:  # the server accepted it: the run itself must fail naming the parameter
-            bad_id = next(line.split()[-1] for line in bad.stdout.splitlines() if "UUID" in line)
-            failed = wait_for_run(prefect_server, bad_id)
-            assert failed["state"]["type"] == "FAILED" and "min_value" in failed["state"]["message"]
-        else:  # rejected before a run exists, by the deployment's parameter schema
-            assert "min_value" in bad.stdout + bad.stderr
+        assert bad.returncode != 0 and "min_value" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+        # A value the schema allows but the data cannot satisfy: the run itself ends Failed and
+        # its message names the parameter's value (the missing source path).
+        missing = str(tmp_path / "nowhere" / "*.parquet")
+        odd = run([prefect, "deployment", "run", name, "--params", json.dumps({"source_path": missing})], prefect_server)
+        assert odd.returncode == 0, odd.stdout + odd.stderr
+        odd_id = next(line.split()[-1] for line in odd.stdout.splitlines() if "UUID" in line)
+        failed = wait_for_run(prefect_server, odd_id)
+        assert failed["state"]["type"] == "FAILED", failed["state"]
+        logs = api(prefect_server, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [odd_id]}}}).text
+        assert "matched no Parquet files" in logs and missing in logs
     finally:
         stop_group(worker)

@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from prefect_etl_blocks.cli import main
 from prefect_etl_blocks.errors import TemplateNotFoundError
-from prefect_etl_blocks.scaffold import AnswerError, list_templates, new_project, rendered_answers, templates_dir, validate_answers
+from prefect_etl_blocks.scaffold import (
+    AnswerError,
+    list_templates,
+    new_project,
+    rendered_answers,
+    templates_dir,
+    validate_answers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ["etl-flow", "partitioned-flow"]
