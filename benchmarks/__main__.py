@@ -98,7 +98,7 @@ def chart(results: dict[str, list[dict]]) -> None:
     ax.set_yticks(list(ys), labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("ratio to the baseline measured in the same run (log scale; lower is better; bar = target)")
+    ax.set_xlabel("ratio to the same-run baseline (log scale; lower is better; black bar = target)")
     ax.set_title("prefect-etl-blocks benchmarks")
     fig.tight_layout()
     fig.savefig(CHART, dpi=110)
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, rows in results.items():
         module = importlib.import_module(f"benchmarks.{name}")
-        doc = (module.__doc__ or "").strip().splitlines()
-        lines += [f"## {name}", "", doc[0] if doc else "", "", *table(rows), ""]
+        summary = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        lines += [f"## {name}", "", summary, "", *table(rows), ""]
     RESULTS.write_text("\n".join(lines))
     chart(results)
     # The docs carry the same report (generated; edit benchmarks/__main__.py, not the page).

@@ -377,3 +377,72 @@ def test_lock_timeout_names_the_file_and_the_holder_then_waits_successfully(tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+# ---------------------------------------------------------------- bounded memory
+_MEASURE_LOAD = textwrap.dedent(
+    """
+    import sys, threading, time, psutil
+    from prefect_etl_blocks import DuckDBConnection, ParquetSource
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    peak = [before]
+    done = threading.Event()
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    db = DuckDBConnection(database=sys.argv[1], settings={"memory_limit": "100MB", "threads": 2, "temp_directory": sys.argv[3]})
+    rows = db.load_parquet(ParquetSource(path=sys.argv[2]), "big")
+    done.set()
+    sampler.join()
+    print(rows, peak[0] - before)
+    """
+)
+
+
+def _measure_load(tmp_path: Path, folder: Path) -> tuple[int, int]:
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE_LOAD, str(tmp_path / f"{folder.name}.duckdb"), str(folder), str(tmp_path / "spill")],
+        capture_output=True, text=True, timeout=220,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows, growth = map(int, result.stdout.split())
+    return rows, growth
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_load_parquet_memory_does_not_grow_with_the_data(tmp_path: Path) -> None:
+    """Four times the data, about the same peak memory: the load streams, it never materialises."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    rows_per_file = 1_000_000
+    sizes = {}
+    for name, files in (("small", 2), ("large", 8)):
+        folder = tmp_path / name
+        folder.mkdir()
+        sizes[name] = 0
+        for i in range(files):
+            part = pl.DataFrame(
+                {
+                    "id": np.arange(i * rows_per_file, (i + 1) * rows_per_file, dtype=np.int64),
+                    "value": rng.normal(size=rows_per_file),
+                    "qty": rng.integers(0, 100, rows_per_file),
+                    "label": pl.Series(rng.integers(0, 50_000, rows_per_file)).cast(pl.String),
+                }
+            )
+            sizes[name] += part.estimated_size()
+            part.write_parquet(folder / f"part-{i}.parquet")
+    small_rows, small_growth = _measure_load(tmp_path, tmp_path / "small")
+    large_rows, large_growth = _measure_load(tmp_path, tmp_path / "large")
+    assert (small_rows, large_rows) == (2 * rows_per_file, 8 * rows_per_file)
+    mib = 2**20
+    assert large_growth < small_growth * 1.5 + 32 * mib, (
+        f"RSS grew {large_growth / mib:.0f} MiB for {sizes['large'] / mib:.0f} MiB of data, "
+        f"{small_growth / mib:.0f} MiB for {sizes['small'] / mib:.0f} MiB"
+    )
+    assert large_growth < sizes["large"], "peak memory reached the size of the whole dataset"
