@@ -42,6 +42,14 @@ def _retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+# Two retries with a growing delay, for transient failures only (see _retry_transient_only).
+RETRY_OPTIONS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [2, 10],
+    "retry_condition_fn": _retry_transient_only,
+}
+
+
 def artifact_key(prefix: str, name: str) -> str:
     """A Prefect artifact key (lowercase letters, digits and dashes) for a table or path."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "unnamed"
@@ -83,13 +91,7 @@ def load_report(connection: DuckDBConnection, table: str, rows: int, mode: str) 
     )
 
 
-@task(
-    name="extract-parquet",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_transient_only,
-    task_run_name="extract-parquet-{source.path}",
-)
+@task(name="extract-parquet", task_run_name="extract-parquet-{source.path}", **RETRY_OPTIONS)
 def extract_parquet(source: ParquetSource) -> pl.DataFrame:
     """Read a :class:`~prefect_etl_blocks.ParquetSource` into a ``pl.DataFrame``.
 
@@ -116,14 +118,7 @@ def extract_parquet(source: ParquetSource) -> pl.DataFrame:
     return frame
 
 
-@task(
-    name="load-to-duckdb",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_transient_only,
-    cache_policy=NO_CACHE,
-    task_run_name="load-to-duckdb-{table}",
-)
+@task(name="load-to-duckdb", task_run_name="load-to-duckdb-{table}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def load_to_duckdb(
     frame: Any,
     table: str,
@@ -159,13 +154,7 @@ def load_to_duckdb(
     return rows
 
 
-@task(
-    name="run-duckdb-query",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_transient_only,
-    cache_policy=NO_CACHE,
-)
+@task(name="run-duckdb-query", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def run_duckdb_query(
     sql: str, connection: DuckDBConnection, parameters: Sequence[Any] | dict[str, Any] | None = None
 ) -> pl.DataFrame:
