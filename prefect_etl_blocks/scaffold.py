@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jinja2.ext import Extension
+
 from prefect_etl_blocks.errors import TemplateNotFoundError
 
 _SLUG = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -32,6 +34,20 @@ _CHOICES = {
     "notifications": ("none", "email"),
     "task_runner": ("threads", "dask"),
 }
+
+
+class DataLiterals(Extension):
+    """Jinja filters the templates use to render answers as data.
+
+    ``pyrepr`` gives a Python literal (``repr``); ``yamlstr`` a double-quoted YAML/TOML string.
+    Unlike ``tojson``, neither splits characters outside the Basic Multilingual Plane into
+    surrogate pairs, which Python string literals would not join again.
+    """
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        environment.filters["pyrepr"] = repr
+        environment.filters["yamlstr"] = lambda value: json.dumps(value, ensure_ascii=False)
 
 
 class AnswerError(ValueError):

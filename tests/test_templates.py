@@ -12,7 +12,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from prefect_etl_blocks.cli import main
@@ -155,6 +155,7 @@ _safe_text = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 @given(name=_safe_text, path=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=60).filter(str.strip))
+@example(name="A", path="\U00010000 data/*.parquet")  # astral characters: tojson would split them
 def test_hypothesis_valid_answers_bake_to_valid_python(cookies, name: str, path: str) -> None:
     context = {"project_name": name, "source_path": path}
     answers = rendered_answers("etl-flow", context)
