@@ -8,7 +8,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: install demo test test-fast bench docs docs-serve lint clean chromium
+include mk/ducklake.mk
+
+.PHONY: install demo test test-fast bench docs docs-serve lint clean chromium system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,21 +20,32 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Headless Chromium from Debian's packages, for the UI check (no downloaded browsers).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing: install Debian's 'chromium' package" >&2; fi; }
+# Debian packages the tests use: headless Chromium (UI check; no downloaded browsers),
+# PostgreSQL and Redis (the production Prefect stack and the DuckLake catalog). Installed only
+# when missing, and only as root; otherwise the message names the packages to install.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (apt-get install$$missing)" >&2; exit 1; fi; \
+	fi
+
+chromium: system-deps
 
 demo: $(STAMP)
-	$(BIN)/petl demo
+	$(BIN)/prefect-etl demo
 
-test: $(STAMP) chromium
+# The main suite on the installed DuckDB (2.x), then the DuckLake leg in its own venv on 1.5.5.
+test: $(STAMP) system-deps
 	$(BIN)/ruff check prefect_etl_blocks tests benchmarks
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not ducklake"
+	$(MAKE) test-ducklake
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not ducklake"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
@@ -47,4 +60,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check prefect_etl_blocks tests benchmarks
 
 clean:
-	rm -rf $(VENV) .petl site build dist .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-ducklake .prefect-etl .petl site build dist .pytest_cache .hypothesis

@@ -6,6 +6,11 @@ same run; lower is better), and usually ``baseline``, ``seconds``, ``baseline_se
 ``target`` and free-form extras (bytes, peak RSS). This file only gathers and renders them.
 
 Usage: ``python -m benchmarks [--repeats N] [--only bench_duckdb,bench_parquet]``.
+
+Each module's rows are also kept in ``benchmarks/results.json`` with the date and repeats of
+the run that made them, so ``--only`` re-measures some modules and the report still shows the
+others (each section says when it was measured). A module that returns no rows (for example
+``bench_ducklake`` outside its DuckDB 1.5.5 venv) keeps its earlier rows.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
+STORE = HERE / "results.json"
 CHART = HERE / "results.png"
 DOCS_PAGE = HERE.parent / "docs" / "benchmarks.md"
 DOCS_CHART = HERE.parent / "docs" / "assets" / "benchmarks.png"
@@ -109,15 +115,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="", help="comma-separated module names")
     args = parser.parse_args(argv)
+    import json
+
     modules = [m for m in discover() if not args.only or m in args.only.split(",")]
-    results: dict[str, list[dict]] = {}
+    stored: dict[str, dict] = json.loads(STORE.read_text()) if STORE.exists() else {}
     started = time.perf_counter()
     for name in modules:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
         rows = module.run(repeats=args.repeats)
-        results[name] = rows
         print("\n".join(table(rows)), flush=True)
+        if not rows:
+            print(f"{name}: no rows (see its docstring); keeping the earlier ones", flush=True)
+            continue
+        stored[name] = {
+            "rows": rows,
+            "measured": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            "repeats": args.repeats,
+        }
+    STORE.write_text(json.dumps(stored, indent=1, default=str) + "\n")
+    results = {name: stored[name]["rows"] for name in discover() if name in stored}
     lines = [
         "# Benchmark results",
         "",
@@ -126,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         f"medians over {args.repeats} repeats unless a row says otherwise. Lower is better.",
         "",
         *machine(),
-        f"- Total benchmark time: {time.perf_counter() - started:.0f} s",
+        f"- Time of the last run ({', '.join(modules)}): {time.perf_counter() - started:.0f} s",
         "",
         "![ratios](results.png)",
         "",
@@ -134,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in results.items():
         module = importlib.import_module(f"benchmarks.{name}")
         summary = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
-        lines += [f"## {name}", "", summary, "", *table(rows), ""]
+        when = stored[name]
+        lines += [f"## {name}", "", summary, "", f"_Measured {when['measured']}, {when['repeats']} repeats._", "", *table(rows), ""]
     RESULTS.write_text("\n".join(lines))
     chart(results)
     # The docs carry the same report (generated; edit benchmarks/__main__.py, not the page).

@@ -6,9 +6,11 @@ Importing the package registers its blocks with Prefect's block registry and the
 
 from __future__ import annotations
 
-from prefect_etl_blocks import errors
+from prefect_etl_blocks import checks, errors
 from prefect_etl_blocks.cache_policies import FrameInputs, SourceFingerprint
 from prefect_etl_blocks.duckdb import DuckDBConnection
+from prefect_etl_blocks.ducklake import DuckLakeConnection
+from prefect_etl_blocks.loading import LoadResult
 from prefect_etl_blocks.notifications import EmailNotifier, email_notifier
 from prefect_etl_blocks.parquet import ParquetSource
 from prefect_etl_blocks.results import S3ResultStorage, dataframe_result_options
@@ -18,6 +20,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DuckDBConnection",
+    "DuckLakeConnection",
+    "LoadResult",
     "EmailNotifier",
     "email_notifier",
     "ParquetSource",
@@ -26,6 +30,7 @@ __all__ = [
     "dataframe_result_options",
     "FrameInputs",
     "SourceFingerprint",
+    "checks",
     "errors",
     "__version__",
 ]

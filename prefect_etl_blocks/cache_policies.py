@@ -5,8 +5,10 @@ its path string, so a cached extract keeps serving stale data after the files ch
 Polars frame hashes through cloudpickle, whose bytes depend on the frame's memory layout
 (chunks, string buffers), so two equal frames usually give two different keys.
 
-* :class:`SourceFingerprint` keys on :meth:`ParquetSource.fingerprint` (paths, sizes and
-  modification times / ETags of the matched files) of every ``ParquetSource`` among the inputs.
+* :class:`SourceFingerprint` keys on the files behind every ``ParquetSource`` among the
+  inputs: paths, sizes and modification times / ETags, and by default (``mode="content"``) a
+  SHA-256 of each local file's Parquet footer, so a rewrite that keeps size and mtime
+  (``cp -p``, ``rsync -a``) still changes the key.
 * :class:`FrameInputs` is ``INPUTS`` with frames hashed by content: equal frames give equal
   keys in any process, a changed value a different key.
 
@@ -18,22 +20,30 @@ synchronous: Prefect computes cache keys synchronously before a task runs.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from prefect.exceptions import HashError
 from prefect.utilities.hashing import hash_objects
 
+from prefect_etl_blocks.errors import CorruptParquetError, SourceNotFoundError
 from prefect_etl_blocks.parquet import ParquetSource
 
-__all__ = ["FrameInputs", "SourceFingerprint", "frame_fingerprint"]
+__all__ = ["FrameInputs", "SourceFingerprint", "frame_fingerprint", "parquet_footer_sha256"]
 
 # The ParquetSource settings that change what a read returns; credentials are left out.
 _SOURCE_SETTINGS = ("path", "columns", "filter", "hive_partitioning", "expected_schema")
+_MODES = ("stat", "content")
+# A Parquet file ends with its footer (Thrift FileMetaData), the footer's length as a 4-byte
+# little-endian integer, and the magic "PAR1" ("PARE" when the footer is encrypted).
+_PARQUET_TAIL = 8
+_PARQUET_MAGICS = (b"PAR1", b"PARE")
+_FOOTER_READ_BYTES = 64 * 1024
 
 
 @dataclass
@@ -47,9 +57,24 @@ class SourceFingerprint(CachePolicy):
     Other arguments are not part of the key: add ``INPUTS`` (or :class:`FrameInputs`) for them.
     A task without any ``ParquetSource`` input gets no key from this policy.
 
+    ``mode`` says what stands for a file's data:
+
+    * ``"content"`` (default): path, size, modification time and the SHA-256 of the file's
+      Parquet footer (the bytes the last 8 bytes point to: schema, row groups with their
+      offsets, sizes and column statistics). A file rewritten with other data but the same
+      size and mtime, as ``cp -p`` or ``rsync -a`` leave it, changes the key whenever the new
+      data changes any statistic or any column chunk's size. Costs one small read at the end
+      of each local file.
+    * ``"stat"``: path, size and modification time only (:meth:`ParquetSource.fingerprint`).
+
+    ``s3://`` objects key on their ETag in both modes: S3 gives every rewrite a new one.
+
     Listing the files happens before the task runs; when that fails (for example a path that
     matches nothing) Prefect logs the error and runs the task without caching, which then
     raises the same error.
+
+    Attributes:
+        mode: ``"content"`` (default) or ``"stat"``.
 
     Example:
         ```python
@@ -63,8 +88,21 @@ class SourceFingerprint(CachePolicy):
         @task(cache_policy=INPUTS + TASK_SOURCE + SourceFingerprint())
         def extract(source: ParquetSource) -> pl.DataFrame:
             return source.read()
+
+        # Follow only size and mtime, as before content mode existed:
+        stat_only = SourceFingerprint(mode="stat")
         ```
     """
+
+    mode: Literal["stat", "content"] = "content"
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ValueError(
+                f"SourceFingerprint mode={self.mode!r} is not one of {list(_MODES)}: use "
+                '"content" (size, mtime and Parquet footer; the default) or "stat" (size and '
+                "mtime only)."
+            )
 
     def compute_key(
         self,
@@ -73,18 +111,83 @@ class SourceFingerprint(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """The hash of every ``ParquetSource`` input's settings and fingerprint, or None."""
+        """The hash of every ``ParquetSource`` input's settings and file fingerprint, or None."""
         found = [
             [
                 where,
                 {name: getattr(source, name, None) for name in _SOURCE_SETTINGS},
-                source.fingerprint(),
+                self._files_fingerprint(source),
             ]
             for where, source in _find_sources(inputs or {})
         ]
         if not found:
             return None
-        return hash_objects("SourceFingerprint", found, raise_on_failure=True)
+        if self.mode == "stat":  # the key this policy gave before it had modes
+            return hash_objects("SourceFingerprint", found, raise_on_failure=True)
+        return hash_objects("SourceFingerprint", self.mode, found, raise_on_failure=True)
+
+    def _files_fingerprint(self, source: ParquetSource) -> Any:
+        if self.mode == "stat" or source.is_remote:
+            return source.fingerprint()
+        return [
+            [f.path, f.size, f.version, parquet_footer_sha256(f.path)] for f in source.list_files()
+        ]
+
+
+def parquet_footer_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a local Parquet file's footer: its schema, row groups and statistics.
+
+    Reads only the end of the file: one read of up to 64 KiB holds the last 8 bytes (footer
+    length and magic) and, for all but very wide files, the whole footer.
+
+    Raises:
+        CorruptParquetError: when the file does not end like a Parquet file.
+        SourceNotFoundError: when the file no longer exists.
+
+    Example:
+        ```python
+        import polars as pl
+
+        from prefect_etl_blocks.cache_policies import parquet_footer_sha256
+
+        pl.DataFrame({"a": [1, 2, 3]}).write_parquet("a.parquet")
+        pl.DataFrame({"a": [7, 8, 9]}).write_parquet("b.parquet")
+        assert parquet_footer_sha256("a.parquet") != parquet_footer_sha256("b.parquet")
+        ```
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(
+            f"Parquet file {name!r} disappeared while its footer was being read for the cache "
+            "key. Run the task again once the files stopped changing."
+        ) from exc
+    try:
+        # One read of the file's end usually holds the whole footer: open, fstat, one pread
+        # and close are the only system calls for a typical file.
+        size = os.fstat(fd).st_size
+        if size < len(b"PAR1") + _PARQUET_TAIL:
+            raise CorruptParquetError(
+                f"{name!r} is {size} bytes long, too short to be a Parquet file. Replace it "
+                "with a valid Parquet file or remove it from the source's path."
+            )
+        chunk = _pread(fd, min(size, _FOOTER_READ_BYTES), size)
+        tail = chunk[-_PARQUET_TAIL:]
+        length = int.from_bytes(tail[:4], "little")
+        if tail[4:] not in _PARQUET_MAGICS or length > size - len(b"PAR1") - _PARQUET_TAIL:
+            raise CorruptParquetError(
+                f"{name!r} does not end like a Parquet file (its last 8 bytes are {tail!r}): "
+                "it is truncated, still being written, or not Parquet. Replace it with a "
+                "complete Parquet file or remove it from the source's path."
+            )
+        if length + _PARQUET_TAIL <= len(chunk):
+            footer = chunk[len(chunk) - _PARQUET_TAIL - length : -_PARQUET_TAIL]
+        else:  # a footer larger than the first read (very wide or many row groups)
+            footer = _pread(fd, length, size - _PARQUET_TAIL)
+    finally:
+        os.close(fd)
+    return hashlib.sha256(footer).hexdigest()
 
 
 @dataclass
@@ -219,6 +322,28 @@ def _pandas_fingerprint(frame: Any) -> str | None:
     except TypeError:  # unhashable cells such as lists
         return None
     return hashlib.sha256(b"pandas " + header.encode() + rows.tobytes()).hexdigest()
+
+
+def _pread(fd: int, count: int, end: int) -> bytes:
+    """The ``count`` bytes of ``fd`` that end at offset ``end``, read until complete."""
+    parts, offset = [], end - count
+    while count:
+        part = (
+            os.pread(fd, count, offset) if hasattr(os, "pread") else _seek_read(fd, count, offset)
+        )
+        if not part:
+            raise CorruptParquetError(
+                "A Parquet file got shorter while its footer was being read for the cache key. "
+                "Run the task again once the files stopped changing."
+            )
+        parts.append(part)
+        count, offset = count - len(part), offset + len(part)
+    return b"".join(parts)
+
+
+def _seek_read(fd: int, count: int, offset: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows has no os.pread
+    return os.read(fd, count)
 
 
 def _stable_value(value: Any) -> Any:

@@ -1,21 +1,67 @@
-"""``petl``: the prefect-etl-blocks command line.
+"""``prefect-etl``: the prefect-etl-blocks command line.
 
 Commands:
-    petl demo        generate sample data and run the ``daily-etl`` flow on embedded defaults
-    petl new         scaffold a flow project from a shipped cookiecutter template
-    petl templates   list the shipped templates
-    petl register    register this package's block types with the configured Prefect API
-    petl version     print versions of this package, Prefect, Polars and DuckDB
+    prefect-etl demo        generate sample data and run the ``daily-etl`` flow on embedded defaults
+    prefect-etl new         scaffold a flow project from a shipped template
+    prefect-etl templates   list the shipped templates
+    prefect-etl register    register this package's block types with the configured Prefect API
+    prefect-etl doctor      check the setup (API, blocks, serializer, limits, DuckDB, S3, SMTP)
+    prefect-etl history     print the load history of a DuckDB file
+    prefect-etl version     print versions of this package, Prefect, Polars and DuckDB
 
-Each command's work lives in the module it belongs to; this file only parses arguments, so
-``petl --help`` stays fast (heavy modules are imported inside the command).
+A user error (bad input, a missing file, an unreachable server, a refused answer) prints one
+line on stderr, ``prefect-etl COMMAND: what, where, how to fix``, and exits 1; Ctrl-C exits 130.
+Anything else is a bug and says so in one line. ``--debug`` adds the traceback.
+
+Each command's work lives in the module it belongs to; this file only parses arguments and
+reports errors, so ``prefect-etl --help`` stays fast (heavy modules are imported inside the
+command).
+
+Example:
+    ```python
+    from prefect_etl_blocks.cli import main
+
+    assert main(["templates"]) == 0
+    ```
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import shlex
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from prefect_etl_blocks.errors import DataError
+
+PROG = "prefect-etl"
+
+
+class UsageError(DataError, ValueError):
+    """A command-line argument that cannot be used (unknown option, bad ``key=value``...).
+
+    ``where`` is the command it belongs to (``prefect-etl new``), when known.
+    """
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is a one-line :class:`UsageError` instead of usage + exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see `{self.prog} --help`.", where=self.prog)
+
+
+# ----------------------------------------------------------------------------- commands
 
 
 def _parse_key_values(pairs: Sequence[str]) -> dict[str, str]:
@@ -23,9 +69,9 @@ def _parse_key_values(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(
-                f"petl new: {pair!r} is not a key=value pair; write for example "
-                "project_name='Sales ETL'."
+            raise UsageError(
+                f"{pair!r} is not a key=value answer; write for example "
+                "project_name='Sales ETL' (see `prefect-etl new --help`)."
             )
         context[key.strip()] = value
     return context
@@ -34,27 +80,57 @@ def _parse_key_values(pairs: Sequence[str]) -> dict[str, str]:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from prefect_etl_blocks.demo import run_demo
 
-    run_demo(
-        workdir=args.workdir,
-        rows=args.rows,
-        files=args.files,
-        regenerate=args.regenerate,
-    )
+    run_demo(workdir=args.workdir, rows=args.rows, files=args.files, regenerate=args.regenerate)
     return 0
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stream
+        return False
+
+
+def _interruptible_questions() -> None:
+    """Make Ctrl-C interrupt a question that waits in ``input()``.
+
+    Polars hooks SIGINT from a background thread soon after it is imported, with
+    ``SA_RESTART``, so a plain blocking read of the terminal is resumed after Ctrl-C and the
+    question ignores it until Enter. With ``readline`` loaded, ``input()`` waits in ``select()``,
+    which a signal always interrupts, so Ctrl-C raises ``KeyboardInterrupt`` at once (and the
+    answers get line editing).
+    """
+    try:
+        import readline  # noqa: F401
+    except ImportError:  # pragma: no cover - no GNU readline (Windows): nothing to do
+        pass
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
     context = _parse_key_values(args.context)
+    no_input = args.no_input
+    if not no_input and not _is_terminal(sys.stdin):
+        # Prompts would die with EOFError in CI or a pipe; defaults + given answers are what
+        # such callers want, and they are told so.
+        print(
+            f"{PROG} new: no terminal on stdin, so no questions are asked: using the template's "
+            "defaults and the key=value answers given (as with --no-input).",
+            file=sys.stderr,
+        )
+        no_input = True
+    if not no_input:
+        _interruptible_questions()
     from prefect_etl_blocks.scaffold import new_project
 
     path = new_project(
         args.template,
         output_dir=args.output_dir,
-        no_input=args.no_input,
+        no_input=no_input,
         extra_context=context,
         overwrite_if_exists=args.overwrite,
     )
-    print(f"Created {path}")
+    for line in next_steps(Path(path)):
+        print(line)
     return 0
 
 
@@ -72,6 +148,42 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return register_blocks(timeout_seconds=args.timeout)
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from prefect_etl_blocks.doctor import run_doctor
+
+    return run_doctor(
+        limits=args.limit,
+        database=args.database,
+        result_storage=args.result_storage,
+        notifier=args.notifier,
+        timeout_seconds=args.timeout,
+    )
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from prefect_etl_blocks.duckdb import DuckDBConnection
+
+    path = os.path.abspath(os.path.expanduser(args.database))
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"DuckDB file {path} does not exist; pass the database file your flows load into."
+        )
+    db = DuckDBConnection(database=path)
+    load_history = getattr(db, "load_history", None)
+    if load_history is None:
+        # The load ledger is not part of this version; printing nothing (or a made-up table)
+        # would read as "no loads happened".
+        print(
+            f"{PROG} history: {path} has no load history yet: this version of "
+            "prefect-etl-blocks does not record loads.",
+            file=sys.stderr,
+        )
+        return 1
+    history = load_history(args.table) if args.table else load_history()
+    print(history)
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     import duckdb
     import polars
@@ -86,63 +198,290 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``petl`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="petl", description="prefect-etl-blocks: Prefect blocks for DuckDB + Polars pipelines."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+# ----------------------------------------------------------------------------- next steps
 
-    demo = sub.add_parser("demo", help="Generate sample sales data and run the daily-etl flow.")
-    demo.add_argument("--workdir", default=".petl/demo", help="Folder for data and DuckDB file.")
+
+def library_install_argument() -> str | None:
+    """What ``pip install`` needs to install this library from where it came, or ``None``
+    when it came from a package index (a generated project's own install then pulls it in).
+
+    Reads the installed distribution's ``direct_url.json`` (PEP 610), see
+    :func:`install_argument_from_direct_url`. A package imported from a source tree that is not
+    installed at all gives that tree.
+    """
+    from importlib import metadata
+
+    import prefect_etl_blocks
+
+    try:
+        dist = metadata.distribution("prefect-etl-blocks")
+    except metadata.PackageNotFoundError:
+        root = Path(prefect_etl_blocks.__file__).resolve().parent.parent
+        return shlex.quote(str(root)) if (root / "pyproject.toml").is_file() else None
+    raw = dist.read_text("direct_url.json")
+    try:
+        info = json.loads(raw) if raw else None
+    except ValueError:
+        info = None
+    return install_argument_from_direct_url(info)
+
+
+def install_argument_from_direct_url(info: dict[str, Any] | None) -> str | None:
+    """The ``pip install`` argument for a PEP 610 ``direct_url.json`` (``None``: an index).
+
+    Example:
+        ```python
+        from prefect_etl_blocks.cli import install_argument_from_direct_url
+
+        editable = {"url": "file:///src/prefect-etl-blocks", "dir_info": {"editable": True}}
+        assert install_argument_from_direct_url(editable) == "-e /src/prefect-etl-blocks"
+        wheel = {"url": "file:///tmp/w/prefect_etl_blocks-0.1.0-py3-none-any.whl",
+                 "archive_info": {}}
+        assert install_argument_from_direct_url(wheel) == wheel["url"][7:]
+        assert install_argument_from_direct_url(None) is None
+        ```
+    """
+    from urllib.parse import unquote, urlparse
+
+    if not info or not info.get("url"):
+        return None
+    url = str(info["url"])
+    if isinstance(info.get("vcs_info"), dict):
+        vcs = info["vcs_info"]
+        commit = vcs.get("commit_id") or vcs.get("requested_revision")
+        return shlex.quote(f"{vcs.get('vcs', 'git')}+{url}" + (f"@{commit}" if commit else ""))
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return shlex.quote(url)
+    path = shlex.quote(unquote(parsed.path))
+    if (info.get("dir_info") or {}).get("editable"):
+        return f"-e {path}"
+    return path
+
+
+def next_steps(project: Path) -> list[str]:
+    """The lines ``new`` prints after success: where the project is and the exact commands."""
+    project = project.resolve()
+    try:
+        shown = f"./{project.relative_to(Path.cwd().resolve())}"
+    except ValueError:
+        shown = str(project)
+    answers: dict[str, Any] = {}
+    try:
+        answers = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    module = answers.get("module_name")
+    lines = [f"Created {shown}", "", "Next steps:"]
+    library = library_install_argument()
+    if library:
+        lines.append(
+            f"  python -m pip install {library}"
+            "   # prefect-etl-blocks from where it was installed (not on a package index)"
+        )
+    lines.append(f"  python -m pip install -e {shlex.quote(shown + '[dev]')}")
+    lines.append(f"  cd {shlex.quote(shown)}")
+    if isinstance(module, str) and module:
+        if (project / module / "sample_data.py").is_file():
+            lines.append(f"  python -m {module}.sample_data")
+        if (project / module / "setup_limits.py").is_file():
+            lines.append(f"  python -m {module}.setup_limits   # needs PREFECT_API_URL")
+        if (project / module / "flow.py").is_file():
+            lines.append(f"  python -m {module}.flow")
+    if (project / "tests").is_dir():
+        lines.append("  python -m pytest")
+    return lines
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``prefect-etl`` argument parser."""
+    debug = _Parser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="Show the traceback of an error.",
+    )
+    parser = _Parser(
+        prog=PROG,
+        description="prefect-etl-blocks: Prefect blocks for DuckDB + Polars pipelines.",
+        epilog="Errors print one line (what, where, how to fix) and exit 1; --debug adds the "
+        "traceback.",
+        parents=[debug],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[debug])
+
+    demo = command("demo", "Generate sample sales data and run the daily-etl flow.")
+    demo.add_argument("--workdir", default=".prefect-etl/demo", help="Folder for data and DuckDB file.")
     demo.add_argument("--rows", type=int, default=1_200_000, help="Rows of sample data.")
     demo.add_argument("--files", type=int, default=6, help="Number of Parquet files.")
     demo.add_argument("--regenerate", action="store_true", help="Rewrite the sample data.")
     demo.set_defaults(func=_cmd_demo)
 
-    new = sub.add_parser("new", help="Scaffold a flow project from a shipped template.")
-    new.add_argument("template", help="Template name, see `petl templates`.")
+    new = command("new", "Scaffold a flow project from a shipped template.")
+    new.add_argument("template", help=f"Template name, see `{PROG} templates`.")
     new.add_argument("--output-dir", default=".", help="Where to create the project.")
-    new.add_argument("--no-input", action="store_true", help="Use defaults; ask nothing.")
-    new.add_argument("--overwrite", action="store_true", help="Overwrite an existing project.")
-    new.add_argument("context", nargs="*", metavar="key=value", help="Answers to template questions.")
+    new.add_argument(
+        "--no-input", action="store_true",
+        help="Use defaults and the key=value answers; ask nothing (automatic without a terminal).",
+    )
+    new.add_argument(
+        "--overwrite", action="store_true", help="Write into an existing project folder."
+    )
+    new.add_argument(
+        "context", nargs="*", metavar="key=value", help="Answers to template questions."
+    )
     new.set_defaults(func=_cmd_new)
 
-    templates = sub.add_parser("templates", help="List the shipped templates.")
+    templates = command("templates", "List the shipped templates.")
     templates.set_defaults(func=_cmd_templates)
 
-    register = sub.add_parser("register", help="Register the block types with the Prefect API.")
-    register.add_argument("--timeout", type=float, default=15.0, help="Seconds to wait for the API.")
+    register = command("register", "Register the block types with the Prefect API.")
+    register.add_argument(
+        "--timeout", type=float, default=15.0, help="Seconds to wait for the API."
+    )
     register.set_defaults(func=_cmd_register)
 
-    version = sub.add_parser("version", help="Print versions.")
+    doctor = command("doctor", "Check the setup and say how to fix each failure.")
+    doctor.add_argument(
+        "--limit", action="append", default=[], metavar="NAME",
+        help="A global concurrency limit that must exist (repeatable); default: "
+        "<project_slug>-duckdb-writes of the project in the current folder.",
+    )
+    doctor.add_argument(
+        "--database", metavar="PATH",
+        help="DuckDB file that must be writable; default: the project's duckdb_path.",
+    )
+    doctor.add_argument(
+        "--result-storage", metavar="BLOCK_NAME", help="Saved S3 Result Storage block to reach."
+    )
+    doctor.add_argument(
+        "--notifier", metavar="BLOCK_NAME",
+        help="Saved Email Notifier block to connect with (nothing is sent).",
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, help="Seconds each network check may take."
+    )
+    doctor.set_defaults(func=_cmd_doctor)
+
+    history = command("history", "Print the load history recorded in a DuckDB file.")
+    history.add_argument("database", metavar="DB", help="The DuckDB file.")
+    history.add_argument("table", metavar="TABLE", nargs="?", help="Only loads into this table.")
+    history.set_defaults(func=_cmd_history)
+
+    version = command("version", "Print versions.")
     version.set_defaults(func=_cmd_version)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``petl`` console script."""
-    parser = build_parser()
-    # key=value answers may follow options (`petl new etl-flow --no-input retries=5`).
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if getattr(args, "command", None) != "new" or any(a.startswith("-") for a in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.context = [*args.context, *extra]
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+# ----------------------------------------------------------------------------- errors
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message for an error the user can fix, or ``None`` for a bug."""
+    from prefect_etl_blocks.errors import PrefectETLBlocksError
+
     try:
+        from cookiecutter import exceptions as cc
+    except ImportError:  # templates not installed: no cookiecutter errors to expect
+        cc = None
+    if cc is not None:
+        if isinstance(exc, cc.OutputDirExistsException):
+            found = re.search(r'"(.*)" directory already exists', str(exc))
+            folder = found.group(1) if found else "the project folder"
+            return (
+                f"{folder} already exists; pass --overwrite to write the project into it "
+                "(files the template does not produce are kept), or choose another "
+                "project_slug=... or --output-dir."
+            )
+        if isinstance(exc, cc.FailedHookException):
+            return f"a template hook failed ({exc}); nothing was created. See the line above."
+        if isinstance(exc, cc.RepositoryNotFound):
+            return f"template not found ({exc}); see `{PROG} templates`."
+    if isinstance(exc, PrefectETLBlocksError):
+        return str(exc)
+    try:
+        from prefect_etl_blocks.scaffold import AnswerError
+    except ImportError:  # pragma: no cover - the templates' dependencies are missing
+        AnswerError = None  # noqa: N806
+    if AnswerError is not None and isinstance(exc, AnswerError):
+        return str(exc)
+    if isinstance(exc, ValueError) and (_raised_by_us(exc) or _is_validation_error(exc)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    return None
+
+
+def _raised_by_us(exc: BaseException) -> bool:
+    """``True`` when the innermost frame that raised ``exc`` is in this package."""
+    package = str(Path(__file__).resolve().parent)
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return last is not None and str(Path(last.tb_frame.f_code.co_filename).resolve()).startswith(
+        package
+    )
+
+
+def _is_validation_error(exc: BaseException) -> bool:
+    """pydantic's ``ValidationError``: a block field given a value it refuses."""
+    return type(exc).__name__ == "ValidationError" and type(exc).__module__.startswith("pydantic")
+
+
+def _say(command: str | None, message: str, where: str | None = None) -> None:
+    where = where or (f"{PROG} {command}" if command else PROG)
+    text = " ".join(message.split())
+    if text.startswith(f"{where}:"):
+        text = text[len(where) + 1 :].lstrip()
+    print(f"{where}: {text}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prefect-etl`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Read before parsing, so an error while parsing honours it too.
+    debug = "--debug" in argv
+    command: str | None = None
+    try:
+        parser = build_parser()
+        # key=value answers may follow options (`prefect-etl new etl-flow --no-input retries=5`).
+        args, extra = parser.parse_known_args(argv)
+        command = getattr(args, "command", None)
+        if extra:
+            if command != "new" or any(a.startswith("-") for a in extra):
+                where = f"{PROG} {command}" if command else PROG
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)}; see `{where} --help`.")
+            args.context = [*args.context, *extra]
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        if _is_terminal(sys.stderr):  # end the line the terminal echoed ^C on
+            print(file=sys.stderr)
+        _say(command, "interrupted (Ctrl-C); stopped before finishing.")
         return 130
-    except Exception as exc:  # a clear one-line error instead of a traceback
-        from prefect_etl_blocks.errors import PrefectETLBlocksError
-
-        if isinstance(exc, PrefectETLBlocksError | ValueError | FileNotFoundError):
-            print(f"petl {args.command}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        message = _user_error(exc)
+        if message is None:
+            hint = "" if debug else "; run it again with --debug for the traceback"
+            message = (
+                f"unexpected error {type(exc).__name__}: {str(exc).rstrip('.')}. This is a bug in "
+                f"prefect-etl-blocks{hint} and report it."
+            )
+        _say(command, message, getattr(exc, "where", None) if isinstance(exc, UsageError) else None)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

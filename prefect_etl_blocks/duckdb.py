@@ -10,12 +10,16 @@ Connections and locks: DuckDB lets one process write a database file at a time. 
 ``with db:`` block every call opens the file, does its work and closes it again, so two flows in
 separate processes take turns; a busy file is retried until ``lock_timeout_seconds``, then
 :class:`~prefect_etl_blocks.errors.DuckDBLockTimeoutError` names the file and the holder.
-Inside ``with db:`` (or :meth:`get_connection`) one connection is kept open. ``":memory:"``
-databases always keep their connection, since closing it would drop the data.
+Blocks of one process that open the same file share one in-process lock per resolved path
+(:func:`prefect_etl_blocks.loading.file_lock`), so threads take turns too instead of failing
+with transaction conflicts. Inside ``with db:`` (or :meth:`get_connection`) one connection is
+kept open. ``":memory:"`` databases always keep their connection, since closing it would drop
+the data.
 
-Loads are transactional: ``replace`` builds the new table and swaps it in one transaction, so a
-failure at any point (bad file, type error, an exception in a source batch) leaves the old table
-exactly as it was.
+Loads are a facade over :mod:`prefect_etl_blocks.loading`, which does them on a plain DuckDB
+connection: the source is staged once inside one transaction, schema contracts refuse silent
+conversions, the strategy runs, checks run before COMMIT. A failure at any point (bad file,
+type error, failed check, an exception in a source batch) leaves the table exactly as it was.
 """
 
 from __future__ import annotations
@@ -24,9 +28,7 @@ import copy
 import os
 import re
 import threading
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,30 +36,48 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio.to_thread
 import duckdb
 import polars as pl
-import pyarrow as pa
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import DatabaseBlock
 from pydantic import Field, PrivateAttr, field_validator
 
-from prefect_etl_blocks.errors import DuckDBLockTimeoutError, ExtensionLoadError, LoadError
+from prefect_etl_blocks import lineage
+from prefect_etl_blocks.checks import Check
+from prefect_etl_blocks.errors import ExtensionLoadError, LoadConfigError, first_line
 from prefect_etl_blocks.identifiers import quote_identifier, quote_table, split_table_name
+from prefect_etl_blocks.loading.boundary import classify_query_error
+from prefect_etl_blocks.loading.connections import (
+    close_connection,
+    connect_waiting,
+    lock_wait_seconds,
+    transaction,
+)
+from prefect_etl_blocks.loading.contracts import OnSchemaChange
+from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
+from prefect_etl_blocks.loading.incremental import (
+    LINEAGE_COLUMN,
+    load_cursor,
+    load_new_files,
+    reset_incremental,
+)
+from prefect_etl_blocks.loading.ledger import history as ledger_history
+from prefect_etl_blocks.loading.staging import as_source, parquet_source
 
 if TYPE_CHECKING:
     from prefect_etl_blocks.parquet import ParquetSource
 
-LoadMode = Literal["replace", "append", "upsert", "fail"]
+LoadMode = Literal["replace", "append", "upsert", "fail", "delete-insert", "insert-only", "scd2"]
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/duckdb_connection/"
-_LOCK_CONFLICT = "Could not set lock on file"
-_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 _CREATE_GUARD = threading.Lock()
-_STREAM_ROWS = 256 * 1024
 
-__all__ = ["DuckDBConnection", "LoadMode", "quote_identifier", "quote_table", "split_table_name"]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+__all__ = [
+    "DuckDBConnection",
+    "LoadMode",
+    "LoadResult",
+    "OnSchemaChange",
+    "quote_identifier",
+    "quote_table",
+    "split_table_name",
+]
 
 
 class DuckDBConnection(DatabaseBlock):
@@ -65,8 +85,10 @@ class DuckDBConnection(DatabaseBlock):
 
     Implements Prefect's ``DatabaseBlock`` (``fetch_one``, ``fetch_many``, ``fetch_all``,
     ``execute``, ``execute_many``) and adds ``query`` (to a ``pl.DataFrame``), ``load_frame``
-    and ``load_parquet`` with ``replace``/``append``/``upsert``/``fail`` modes. Identifiers are
-    always quoted, loads are atomic and parameters are bound, never pasted into SQL.
+    and ``load_parquet`` with the ``replace``, ``append``, ``upsert``, ``delete-insert``,
+    ``insert-only``, ``scd2`` and ``fail`` strategies, schema contracts (``on_schema_change``)
+    and write-audit-publish ``checks``. Identifiers are always quoted, loads are atomic and
+    never convert values silently, and parameters are bound, never pasted into SQL.
 
     Example:
         Load a saved block:
@@ -96,7 +118,8 @@ class DuckDBConnection(DatabaseBlock):
     _documentation_url = DOCS_URL
     _description = (
         "A DuckDB database file with Polars-native queries and atomic loads "
-        "(replace, append, upsert) that wait for other writers instead of failing."
+        "(replace, append, upsert, delete-insert, insert-only, scd2) with schema contracts "
+        "and checks, that wait for other writers instead of failing."
     )
 
     database: str = Field(
@@ -142,8 +165,9 @@ class DuckDBConnection(DatabaseBlock):
 
     _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _guard: threading.RLock | None = PrivateAttr(default=None)
-    _cursors: dict[Any, duckdb.DuckDBPyConnection] = PrivateAttr(default_factory=dict)
+    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection, list[tuple]]] = PrivateAttr(default_factory=dict)
     _held: int = PrivateAttr(default=0)
+    _last_load: LoadResult | None = PrivateAttr(default=None)
 
     @field_validator("extensions")
     @classmethod
@@ -184,37 +208,34 @@ class DuckDBConnection(DatabaseBlock):
                 f'DuckDB file "{path}" does not exist, and read_only=True cannot create it. '
                 "Check the path, or write to it once with read_only=False."
             )
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.02
-        while True:
-            try:
-                con = duckdb.connect(path, read_only=self.read_only, config=dict(self.settings))
-                break
-            except duckdb.IOException as exc:
-                if _LOCK_CONFLICT not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    match = _HOLDER.search(str(exc))
-                    holder = (
-                        f"process {match['pid']} ({match['exe']})" if match else "another process"
-                    )
-                    raise DuckDBLockTimeoutError(
-                        f'DuckDB file "{path}" is locked by {holder}; waited '
-                        f"{self.lock_timeout_seconds:g} s for it. DuckDB allows one writing "
-                        "process per file: let the other process finish, raise "
-                        "lock_timeout_seconds, or use read_only=True for readers."
-                    ) from exc
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 1.6, 0.5)
+        config = dict(self.settings)
+        if self.is_memory:
+            con = duckdb.connect(path, config=config)
+        else:
+            con = connect_waiting(
+                path,
+                read_only=self.read_only,
+                config=config,
+                timeout=lock_wait_seconds(self.lock_timeout_seconds),
+                owner=self,
+            )
         try:
+            if "enable_progress_bar" not in self.settings:
+                # A library must not draw DuckDB's progress bar on the caller's stdout.
+                con.execute("SET enable_progress_bar = false")
             for name in self.extensions:
                 self._load_extension(con, name)
             for statement in self.init_sql:
                 con.execute(statement)
+                _finish(con)
         except BaseException:
-            con.close()
+            self._close_raw(con)
             raise
         return con
+
+    def _close_raw(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Close one connection and give back this block's in-process lock on the file."""
+        close_connection(con, None if self.is_memory else self.database_path, self)
 
     @staticmethod
     def _load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -228,7 +249,7 @@ class DuckDBConnection(DatabaseBlock):
             con.load_extension(name)
         except duckdb.Error as exc:
             raise ExtensionLoadError(
-                f"DuckDB extension {name!r} could not be loaded ({_first_line(exc)}). It is not "
+                f"DuckDB extension {name!r} could not be loaded ({first_line(exc)}). It is not "
                 "bundled with this DuckDB build and could not be installed (no network?). "
                 f"Install it ahead of time (INSTALL {name}) into the extension directory, or "
                 "remove it from `extensions`."
@@ -249,7 +270,7 @@ class DuckDBConnection(DatabaseBlock):
             try:
                 yield con
             finally:
-                con.close()
+                self._close_raw(con)
 
     def _hold(self) -> duckdb.DuckDBPyConnection:
         with self._lock():
@@ -287,7 +308,7 @@ class DuckDBConnection(DatabaseBlock):
             self._release()
 
     def _close_connection(self) -> None:
-        for cursor in self._cursors.values():
+        for cursor, _ in self._cursors.values():
             try:
                 cursor.close()
             except duckdb.Error:
@@ -295,14 +316,14 @@ class DuckDBConnection(DatabaseBlock):
         self._cursors.clear()
         if self._connection is not None:
             try:
-                self._connection.close()
+                self._close_raw(self._connection)
             finally:
                 self._connection = None
 
     def reset_cursors(self) -> None:
         """Forget the open ``fetch_many`` result sets (the next call starts from the top)."""
         with self._lock():
-            for cursor in self._cursors.values():
+            for cursor, _ in self._cursors.values():
                 cursor.close()
             self._cursors.clear()
             if self._held == 0 and not self.is_memory:
@@ -335,7 +356,7 @@ class DuckDBConnection(DatabaseBlock):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         private = dict(state.get("__pydantic_private__") or {})
-        private.update(_connection=None, _guard=None, _cursors={}, _held=0)
+        private.update(_connection=None, _guard=None, _cursors={}, _held=0, _last_load=None)
         state["__pydantic_private__"] = private
         return state
 
@@ -356,7 +377,10 @@ class DuckDBConnection(DatabaseBlock):
     def fetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
         """Run a query and return its first row (or ``None``), with bound ``parameters``."""
         with self._session() as con:
-            return con.execute(operation, parameters).fetchone()
+            with _classified(operation):
+                row = con.execute(operation, parameters).fetchone()
+                _finish(con)
+            return row
 
     async def afetch_many(
         self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
@@ -375,15 +399,33 @@ class DuckDBConnection(DatabaseBlock):
         connection) stays open until it is exhausted, :meth:`reset_cursors` or :meth:`close`.
         """
         key = (operation, repr(parameters))
+        want = size or 1
         with self._lock():
-            cursor = self._cursors.get(key)
-            if cursor is None:
+            entry = self._cursors.get(key)
+            if entry is None:
                 if self._connection is None:
                     self._connection = self._open()
                 cursor = self._connection.cursor()
-                cursor.execute(operation, parameters)
-                self._cursors[key] = cursor
-            rows = cursor.fetchmany(size or 1)
+                try:
+                    with _classified(operation):
+                        cursor.execute(operation, parameters)
+                except BaseException:
+                    cursor.close()
+                    if self._held == 0 and not self._cursors and not self.is_memory:
+                        self._close_connection()  # a failed query must not keep the file locked
+                    raise
+                entry = self._cursors[key] = (cursor, [])
+            cursor, buffered = entry
+            # Read one row ahead, so the call that returns the last rows also knows the result
+            # is exhausted and releases the cursor (and, for files, the connection and lock).
+            rows = buffered + cursor.fetchmany(want + 1 - len(buffered))
+            if len(rows) > want:
+                self._cursors[key] = (cursor, rows[want:])
+                return rows[:want]
+            cursor.close()
+            del self._cursors[key]
+            if self._held == 0 and not self._cursors and not self.is_memory:
+                self._close_connection()
             return rows
 
     async def afetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
@@ -393,7 +435,7 @@ class DuckDBConnection(DatabaseBlock):
     @async_dispatch(afetch_all)
     def fetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
         """Run a query and return all rows as tuples, with bound ``parameters``."""
-        with self._session() as con:
+        with self._session() as con, _classified(operation):
             return con.execute(operation, parameters).fetchall()
 
     async def aexecute(self, operation: str, parameters: Any = None, **execution_options: Any) -> None:
@@ -403,8 +445,9 @@ class DuckDBConnection(DatabaseBlock):
     @async_dispatch(aexecute)
     def execute(self, operation: str, parameters: Any = None, **execution_options: Any) -> None:
         """Run one statement (DDL or DML) with bound ``parameters``."""
-        with self._session() as con:
+        with self._session() as con, _classified(operation):
             con.execute(operation, parameters)
+            _finish(con)
 
     async def aexecute_many(
         self, operation: str, seq_of_parameters: Sequence[Any], **execution_options: Any
@@ -415,8 +458,9 @@ class DuckDBConnection(DatabaseBlock):
     @async_dispatch(aexecute_many)
     def execute_many(self, operation: str, seq_of_parameters: Sequence[Any], **execution_options: Any) -> None:
         """Run one statement once per parameter set, all in one transaction."""
-        with self._session() as con, self._transaction(con):
+        with self._session() as con, _classified(operation), transaction(con):
             con.executemany(operation, list(seq_of_parameters))
+            _finish(con)
 
     # ------------------------------------------------------------------ Polars
     async def aquery(self, sql: str, parameters: Any = None) -> pl.DataFrame:
@@ -431,7 +475,7 @@ class DuckDBConnection(DatabaseBlock):
             sql: one SQL statement; use ``?`` or ``$name`` placeholders for values.
             parameters: a list (for ``?``) or dict (for ``$name``) of bound values.
         """
-        with self._session() as con:
+        with self._session() as con, _classified(sql):
             relation = con.sql(sql, params=parameters)
             if relation is None:
                 return pl.DataFrame()
@@ -446,258 +490,373 @@ class DuckDBConnection(DatabaseBlock):
         """Whether ``table`` (optionally schema-qualified) exists."""
         parts = split_table_name(table)
         with self._session() as con:
-            return self._exists(con, parts)
-
-    @staticmethod
-    def _exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
-        name = parts[-1]
-        schema = parts[-2] if len(parts) >= 2 else None
-        catalog = parts[-3] if len(parts) == 3 else None
-        sql = "SELECT count(*) FROM duckdb_tables() WHERE lower(table_name) = lower(?)"
-        params: list[Any] = [name]
-        if schema is not None:
-            sql += " AND lower(schema_name) = lower(?)"
-            params.append(schema)
-        else:
-            sql += " AND schema_name = current_schema()"
-        if catalog is not None:
-            sql += " AND lower(database_name) = lower(?)"
-            params.append(catalog)
-        else:
-            sql += " AND database_name = current_database()"
-        row = con.execute(sql, params).fetchone()
-        return bool(row and row[0])
-
-    @contextmanager
-    def _transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        else:
-            con.execute("COMMIT")
+            return table_exists(con, parts)
 
     async def aload_frame(
-        self, df: Any, table: str, mode: LoadMode = "replace", keys: Sequence[str] | None = None
-    ) -> int:
+        self,
+        df: Any,
+        table: str,
+        mode: LoadMode | None = None,
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+        *,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
+    ) -> Any:
         """Async twin of :meth:`load_frame`."""
-        return await self._in_thread(self.load_frame, df, table, mode, keys)
+        return await self._in_thread(
+            self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns,
+            return_result, cursor=cursor, initial_value=initial_value, lag=lag,
+        )
 
     @async_dispatch(aload_frame)
     def load_frame(
-        self, df: Any, table: str, mode: LoadMode = "replace", keys: Sequence[str] | None = None
-    ) -> int:
-        """Write a Polars ``DataFrame``/``LazyFrame`` or an Arrow table into ``table`` via Arrow.
+        self,
+        df: Any,
+        table: str,
+        mode: LoadMode | None = None,
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+        *,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
+    ) -> Any:
+        """Write a Polars ``DataFrame``/``LazyFrame``, an Arrow table or reader, or a pandas frame
+        into ``table``, in one transaction: the data is never changed on the way in.
 
         Args:
-            df: a ``pl.DataFrame``, ``pl.LazyFrame`` (streamed in batches), ``pa.Table`` or
-                ``pa.RecordBatchReader``.
+            df: a ``pl.DataFrame``, ``pl.LazyFrame`` (streamed in batches), ``pa.Table``,
+                ``pa.RecordBatchReader`` or pandas ``DataFrame``. It is read exactly once.
             table: target table, optionally schema-qualified (``analytics.daily``); the schema is
                 created when missing. Names are quoted, never pasted into SQL.
-            mode: ``replace`` (atomic swap), ``append`` (columns matched by name), ``upsert``
-                (update rows matching ``keys``, insert the rest, in one transaction) or
+            mode: ``replace`` (the default; atomic; a table with constraints or comments keeps them),
+                ``append``, ``upsert`` (one ``MERGE INTO`` on ``keys``), ``delete-insert``
+                (replace the rows whose ``keys`` occur in the data, e.g. whole days),
+                ``insert-only`` (new keys only), ``scd2`` (history in validity columns) or
                 ``fail`` (error if the table exists).
-            keys: key columns for ``upsert``.
+            keys: key column(s) for the keyed modes; a string is one column.
+            on_schema_change: what new or missing columns do: ``fail`` (default, an error
+                naming them), ``append_new_columns`` (add them; may widen a column's type),
+                ``sync_all_columns`` (also drop the missing ones) or ``ignore`` (load only the
+                table's columns). Values are never converted across kinds (40.7 never becomes
+                41, "41" never becomes a number).
+            checks: write-audit-publish checks run before COMMIT: SQL predicates such as
+                ``"qty >= 0"`` and built-ins from :mod:`prefect_etl_blocks.checks`.
+            scd2_columns: validity column names for ``scd2`` (default ``valid_from``,
+                ``valid_to``, ``is_current``).
+            return_result: return the :class:`~prefect_etl_blocks.loading.LoadResult` (rows
+                inserted, updated and deleted, schema changes, checks) instead of the row count.
+                The last result is also kept in :attr:`last_load`.
+            cursor: load incrementally on this column: only rows past the table's
+                high-water mark load, and the mark advances in the same transaction (see
+                :func:`prefect_etl_blocks.loading.incremental.load_cursor`). The mode is then
+                ``append`` without ``keys`` and ``upsert`` (or ``insert-only``) with them.
+            initial_value: the cursor mark before the first load.
+            lag: re-read this far below the mark for late rows (needs ``keys``); a number,
+                or a ``timedelta`` for date/time cursors.
 
         Returns:
-            The number of rows written (for ``upsert``: updated plus inserted).
+            The number of rows written (for ``upsert``: updated plus inserted), or the
+            ``LoadResult`` with ``return_result=True``.
 
         Raises:
-            LoadError: the load failed; the table is exactly as it was before.
-            InvalidIdentifierError: an unusable table name.
-            ValueError: an unknown mode, missing keys, or ``fail`` on an existing table.
+            SchemaMismatchError: columns or types the table cannot take as they are.
+            InvalidIdentifierError: a table or column name DuckDB would change or cannot use.
+            DataCheckError: a check failed.
+            LoadConfigError: an unknown mode, missing keys, ``fail`` on an existing table.
+            LoadError: any other failure of the data (constraints, duplicate keys).
+            The table is exactly as it was before whenever a load raises.
+
+        Example:
+            ```python
+            import polars as pl
+            from prefect_etl_blocks import DuckDBConnection
+
+            db = DuckDBConnection()
+            db.load_frame(pl.DataFrame({"id": [1, 2], "qty": [5, 7]}), "stock")
+            result = db.load_frame(pl.DataFrame({"id": [2, 3], "qty": [8, 1]}), "stock",
+                                   mode="upsert", keys="id", checks=["qty >= 0"],
+                                   return_result=True)
+            assert (result.inserted, result.updated) == (1, 1)
+            ```
         """
-        source = _as_arrow(df)
-        columns = list(source.schema.names)
-        return self._load(source, columns, table, mode, keys)
+        if cursor is not None:
+            return self._run_incremental(
+                partial(
+                    load_cursor, source=df, table=table, cursor=cursor,
+                    initial_value=initial_value, lag=lag, keys=keys, mode=mode,
+                    on_schema_change=on_schema_change, checks=checks,
+                ),
+                table, return_result,
+            )
+        _no_cursor_options(initial_value, lag)
+        return self._run_load(
+            as_source(df), table, mode or "replace", keys, on_schema_change, checks, scd2_columns,
+            return_result,
+        )
 
     async def aload_parquet(
         self,
         source: ParquetSource | str,
         table: str,
-        mode: LoadMode = "replace",
-        keys: Sequence[str] | None = None,
-    ) -> int:
+        mode: LoadMode | None = None,
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+        *,
+        incremental: bool = False,
+        on_missing_file: Literal["keep", "delete"] = "keep",
+        lineage_column: str | None = LINEAGE_COLUMN,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
+    ) -> Any:
         """Async twin of :meth:`load_parquet`."""
-        return await self._in_thread(self.load_parquet, source, table, mode, keys)
+        return await self._in_thread(
+            self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns,
+            return_result, incremental=incremental, on_missing_file=on_missing_file,
+            lineage_column=lineage_column, cursor=cursor, initial_value=initial_value, lag=lag,
+        )
 
     @async_dispatch(aload_parquet)
     def load_parquet(
         self,
         source: ParquetSource | str,
         table: str,
-        mode: LoadMode = "replace",
-        keys: Sequence[str] | None = None,
-    ) -> int:
+        mode: LoadMode | None = None,
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+        *,
+        incremental: bool = False,
+        on_missing_file: Literal["keep", "delete"] = "keep",
+        lineage_column: str | None = LINEAGE_COLUMN,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
+    ) -> Any:
         """Stream a Parquet dataset into ``table`` without materialising it in memory.
 
         Local files are read by DuckDB's own Parquet reader (columns and ``filter`` applied in
         the scan); ``s3://`` sources are streamed batch by batch from Polars' object-store
-        reader. The source's ``expected_schema`` is checked before the table is touched.
+        reader. Either is read exactly once, inside the load's transaction, so a crash leaves
+        nothing behind. The source's ``expected_schema`` is checked before the table is touched.
 
         Args:
             source: a :class:`~prefect_etl_blocks.ParquetSource` or a path / glob / ``s3://`` URI.
-            table: target table, as for :meth:`load_frame`.
-            mode: load mode, as for :meth:`load_frame`.
-            keys: key columns for ``upsert``.
+            table, mode, keys, on_schema_change, checks, scd2_columns, return_result: as for
+                :meth:`load_frame` (``mode`` defaults to ``replace``, or ``append`` with
+                ``incremental=True``).
+            incremental: read only the files not yet loaded into ``table`` (see
+                :func:`prefect_etl_blocks.loading.incremental.load_new_files`); a file whose
+                content changed has its earlier rows replaced. The file manifest is written in
+                the same transaction as the rows, so a crash or a retry never loads a file twice.
+            on_missing_file: with ``incremental``: ``keep`` (default) the rows of a file that
+                disappeared, or ``delete`` them.
+            lineage_column: with ``incremental``: the column recording each row's file
+                (default ``_prefect_etl_file``), or ``None`` to keep the table without it (a
+                rewritten file then fails the load).
+            cursor, initial_value, lag: a cursor load as for :meth:`load_frame`; the predicate
+                ``cursor > mark`` is pushed into the Parquet scan, so old row groups are skipped.
 
         Returns:
-            The number of rows written.
+            The number of rows written, or the ``LoadResult`` with ``return_result=True``.
+
+        Example:
+            ```python
+            import tempfile
+            from pathlib import Path
+
+            import polars as pl
+            from prefect_etl_blocks import DuckDBConnection, ParquetSource
+
+            folder = Path(tempfile.mkdtemp())
+            pl.DataFrame({"id": [1, 2]}).write_parquet(folder / "day1.parquet")
+            db = DuckDBConnection()
+            source = ParquetSource(path=str(folder))
+            assert db.load_parquet(source, "raw", incremental=True) == 2
+            assert db.load_parquet(source, "raw", incremental=True) == 0  # nothing new
+            pl.DataFrame({"id": [3]}).write_parquet(folder / "day2.parquet")
+            assert db.load_parquet(source, "raw", incremental=True) == 1
+            print(db.load_history("raw"))
+            ```
         """
         from prefect_etl_blocks.parquet import ParquetSource
 
         if isinstance(source, str | os.PathLike):
             source = ParquetSource(path=os.fspath(source))
-        schema = source.validate_data()
-        columns = list(schema.names())
-        if source.is_remote:
-            reader = _stream_lazy(source.scan(validate=False), schema)
-            return self._load(reader, columns, table, mode, keys)
-        return self._load(source, columns, table, mode, keys)
-
-    def _load(self, source: Any, columns: list[str], table: str, mode: str, keys: Sequence[str] | None) -> int:
-        if mode not in ("replace", "append", "upsert", "fail"):
-            raise ValueError(
-                f"mode={mode!r} is not a load mode; use 'replace', 'append', 'upsert' or 'fail'."
+        if incremental and cursor is not None:
+            raise LoadConfigError(
+                "load_parquet takes incremental=True (new files) or cursor=... (new rows), not "
+                "both."
             )
-        parts = split_table_name(table)
-        target = ".".join(quote_identifier(p) for p in parts)
-        key_list = list(keys or [])
-        if mode == "upsert":
-            if not key_list:
-                raise ValueError(
-                    f'mode="upsert" into {table!r} needs keys=[...]: the columns that identify a row.'
-                )
-            missing = [k for k in key_list if k not in columns]
-            if missing:
-                raise ValueError(
-                    f"upsert keys {missing} are not columns of the data loaded into {table!r}; "
-                    f"its columns are {columns}."
-                )
+        if incremental:
+            _no_cursor_options(initial_value, lag)
+            return self._run_incremental(
+                partial(
+                    load_new_files, source=source, table=table, mode=mode or "append", keys=keys,
+                    on_schema_change=on_schema_change, checks=checks,
+                    on_missing_file=on_missing_file, lineage_column=lineage_column,
+                ),
+                table, return_result, mode=mode or "append",
+            )
+        if cursor is not None:
+            return self._run_incremental(
+                partial(
+                    load_cursor, source=source, table=table, cursor=cursor,
+                    initial_value=initial_value, lag=lag, keys=keys, mode=mode,
+                    on_schema_change=on_schema_change, checks=checks,
+                ),
+                table, return_result, origin=source, mode=mode,
+            )
+        _no_cursor_options(initial_value, lag)
+        return self._run_load(
+            parquet_source(source), table, mode or "replace", keys, on_schema_change, checks,
+            scd2_columns, return_result, origin=source,
+        )
+
+    @property
+    def last_load(self) -> LoadResult | None:
+        """What the last load through this block did (rows inserted, updated, deleted, schema
+        changes, checks), or ``None`` before the first load."""
+        return self._last_load
+
+    def _run_load(
+        self,
+        source: Any,
+        table: str,
+        mode: str,
+        keys: Any,
+        on_schema_change: str,
+        checks: Any,
+        scd2_columns: Any,
+        return_result: bool,
+        origin: Any = None,
+    ) -> Any:
+        return self._run_incremental(
+            partial(
+                load, source=source, table=table, mode=mode, keys=keys,
+                on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
+            ),
+            table, return_result, origin=origin, mode=mode,
+        )
+
+    def _run_incremental(
+        self, run: Any, table: str, return_result: bool, origin: Any = None, mode: str | None = None
+    ) -> Any:
+        """Run ``run(con)`` (a load) on a session connection, then report it as lineage."""
         if self.read_only:
-            raise ValueError(
+            raise LoadConfigError(
                 f'Cannot load into {table!r}: DuckDBConnection("{self.database}") is read_only.'
             )
-        view = f"__petl_source_{uuid.uuid4().hex}"
-        with self._session() as con:
-            try:
-                if isinstance(source, pa.Table | pa.RecordBatchReader):
-                    con.register(view, source)
-                else:  # a local ParquetSource: DuckDB's own reader
-                    _register_parquet_view(con, view, source, columns)
-                with self._transaction(con):
-                    if len(parts) >= 2:
-                        schema_name = ".".join(quote_identifier(p) for p in parts[:-1])
-                        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
-                    exists = self._exists(con, parts)
-                    if mode == "fail" and exists:
-                        raise ValueError(
-                            f'Table "{table}" already exists. Use mode="replace" to replace it or '
-                            'mode="append" to add rows.'
-                        )
-                    src = quote_identifier(view)
-                    if mode in ("replace", "fail") or not exists:
-                        row = con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {src}").fetchone()
-                    elif mode == "append":
-                        row = con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {src}").fetchone()
-                    else:
-                        row = (self._upsert(con, target, src, columns, key_list, table),)
-                    return int(row[0]) if row else 0
-            except (ValueError, LoadError):
-                raise
-            except Exception as exc:
-                raise LoadError(
-                    f'Loading into table "{table}" ({mode}) failed: {_first_line(exc)}. '
-                    "The table was left exactly as it was before the load."
-                ) from exc
-            finally:
-                if isinstance(source, pa.Table | pa.RecordBatchReader):
-                    con.unregister(view)
-                else:
-                    con.execute(f"DROP VIEW IF EXISTS {quote_identifier(view)}")
+        try:
+            with self._session() as con:
+                result = run(con)
+        except Exception as exc:
+            if lineage.in_prefect_run():
+                lineage.emit_load_failed(
+                    self.database_path, table, mode, exc, lineage.source_fingerprint(origin)
+                )
+            raise
+        self._last_load = result
+        if lineage.in_prefect_run():
+            fingerprint = None if result.files else lineage.source_fingerprint(origin)
+            lineage.emit_load_succeeded(self.database_path, result, fingerprint)
+        return result if return_result else result.rows
 
-    @staticmethod
-    def _upsert(
-        con: duckdb.DuckDBPyConnection, target: str, src: str, columns: list[str], keys: list[str], table: str
-    ) -> int:
-        key_cols = ", ".join(quote_identifier(k) for k in keys)
-        dup = con.execute(
-            f"SELECT {key_cols} FROM {src} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
-        if dup is not None:
-            raise LoadError(
-                f"upsert into {table!r}: key {dict(zip(keys, dup, strict=True))} appears more than "
-                "once in the data; keys must be unique per load. The table was left as it was."
+    # ------------------------------------------------------------------ ledger and state
+    async def aload_history(self, table: str | None = None) -> pl.DataFrame:
+        """Async twin of :meth:`load_history`."""
+        return await self._in_thread(self.load_history, table)
+
+    @async_dispatch(aload_history)
+    def load_history(self, table: str | None = None) -> pl.DataFrame:
+        """The load ledger: one row per committed load, oldest first, of ``table`` or of all.
+
+        Columns: ``load_id``, ``table_name`` (``schema.table``, lower case), ``strategy``,
+        ``incremental`` (``files``, ``cursor`` or null), ``inserted``, ``updated``,
+        ``deleted``, ``created``, ``files`` (read), ``files_deleted`` (whose rows were
+        deleted), ``cursor_column``, ``cursor_from``, ``cursor_to``, ``schema_changes``,
+        ``checks``, ``flow_run_id``, ``task_run_id`` (null outside Prefect), ``started_at``,
+        ``finished_at`` (UTC). Every load writes its row in the same transaction as its data,
+        so the ledger lists exactly the loads that committed. Empty before the first load.
+
+        Example:
+            ```python
+            import polars as pl
+            from prefect_etl_blocks import DuckDBConnection
+
+            db = DuckDBConnection()
+            db.load_frame(pl.DataFrame({"id": [1]}), "items")
+            history = db.load_history("items")
+            assert history["inserted"].to_list() == [1]
+            ```
+        """
+        with self._session() as con:
+            return ledger_history(con, table)
+
+    async def areset_incremental(self, table: str) -> int:
+        """Async twin of :meth:`reset_incremental`."""
+        return await self._in_thread(self.reset_incremental, table)
+
+    @async_dispatch(areset_incremental)
+    def reset_incremental(self, table: str) -> int:
+        """Forget ``table``'s incremental state (its file manifest and cursor marks).
+
+        Warning:
+            After a reset the next incremental load reads **every** file again (or every row
+            past ``initial_value``): with ``append`` the rows already in the table are loaded a
+            second time. Empty or replace the table first unless that is what you want. The
+            table's rows and the load history are not touched.
+
+        Returns:
+            The number of state rows removed.
+        """
+        if self.read_only:
+            raise LoadConfigError(
+                f'Cannot reset {table!r}: DuckDBConnection("{self.database}") is read_only.'
             )
-        match = " AND ".join(
-            f"t.{quote_identifier(k)} IS NOT DISTINCT FROM s.{quote_identifier(k)}" for k in keys
-        )
-        others = [c for c in columns if c not in keys]
-        updated = 0
-        if others:
-            sets = ", ".join(f"{quote_identifier(c)} = s.{quote_identifier(c)}" for c in others)
-            updated = con.execute(
-                f"UPDATE {target} AS t SET {sets} FROM {src} AS s WHERE {match}"
-            ).fetchone()[0]
-        else:
-            updated = con.execute(
-                f"SELECT count(*) FROM {src} AS s WHERE EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
-            ).fetchone()[0]
-        inserted = con.execute(
-            f"INSERT INTO {target} BY NAME SELECT s.* FROM {src} AS s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
-        ).fetchone()[0]
-        return int(updated) + int(inserted)
+        with self._session() as con:
+            return reset_incremental(con, table)
 
     def __repr__(self) -> str:
         return f"DuckDBConnection(database={self.database!r}, read_only={self.read_only!r})"
 
 
-def _as_arrow(df: Any) -> pa.Table | pa.RecordBatchReader:
-    if isinstance(df, pl.DataFrame):
-        return df.to_arrow()
-    if isinstance(df, pl.LazyFrame):
-        return _stream_lazy(df, df.collect_schema())
-    if isinstance(df, pa.Table | pa.RecordBatchReader):
-        return df
-    if isinstance(df, pa.RecordBatch):
-        return pa.Table.from_batches([df])
-    try:  # pandas, without importing it when absent
-        import pandas as pd
-
-        if isinstance(df, pd.DataFrame):
-            return pa.Table.from_pandas(df, preserve_index=False)
-    except ImportError:  # pragma: no cover - pandas is optional
-        pass
-    raise TypeError(
-        f"load_frame() takes a pl.DataFrame, pl.LazyFrame, pyarrow Table/RecordBatchReader or "
-        f"pandas DataFrame, not {type(df).__name__}."
-    )
+def _no_cursor_options(initial_value: Any, lag: Any) -> None:
+    if initial_value is not None or lag is not None:
+        raise LoadConfigError("initial_value and lag apply to cursor loads: pass cursor='column' too.")
 
 
-def _stream_lazy(frame: pl.LazyFrame, schema: pl.Schema) -> pa.RecordBatchReader:
-    """A RecordBatchReader over a LazyFrame, collected in batches (bounded memory)."""
-    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+@contextmanager
+def _classified(sql: str) -> Iterator[None]:
+    """Raise DuckDB's own refusals of ``sql`` as library errors (see
+    :func:`prefect_etl_blocks.loading.boundary.classify_query_error`)."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        classified = classify_query_error(exc, sql)
+        if classified is exc:
+            raise
+        raise classified from exc
 
-    def batches() -> Iterable[pa.RecordBatch]:
-        for chunk in frame.collect_batches(chunk_size=_STREAM_ROWS):
-            yield from chunk.to_arrow().cast(arrow_schema).to_batches()
 
-    return pa.RecordBatchReader.from_batches(arrow_schema, batches())
-
-
-def _register_parquet_view(
-    con: duckdb.DuckDBPyConnection, view: str, source: ParquetSource, columns: list[str]
-) -> None:
-    files = source.files()
-    hive = source.hive_partitioning
-    if hive is None:
-        hive = len(files) > 1 or source.path.rstrip("/") != files[0]
-    relation = con.read_parquet(files, hive_partitioning=bool(hive))
-    if source.filter:
-        # DuckDB parses this as one expression (never as a statement).
-        relation = relation.filter(source.filter)
-    relation = relation.project(", ".join(quote_identifier(c) for c in columns))
-    relation.create_view(view, replace=True)
+def _finish(con: duckdb.DuckDBPyConnection) -> None:
+    """Run the last ``execute()`` result to its end: DuckDB 2.0 refuses other work (``sql``,
+    ``register``) on a connection with an unfinished result, which matters when a block keeps
+    its connection (``with db:``)."""
+    complete = getattr(con, "complete", None)  # DuckDB 2.0; 1.x has no such state
+    if complete is not None:
+        complete()

@@ -1,10 +1,26 @@
-"""Named exceptions raised by prefect-etl-blocks.
+"""Named exceptions raised by prefect-etl-blocks, on one axis: can a retry help?
 
-Every message says what was wrong, where (file, column, field or table), and how to fix it.
-All exceptions derive from :class:`PrefectETLBlocksError`, so one ``except`` catches them all,
-and each also derives from the built-in exception a caller would naturally expect
+Every library error derives from exactly one of two classes:
+
+* :class:`DataError`: bad input, schema, constraint, check, missing table or column, corrupt
+  file, bad configuration. Running the same thing again gives the same failure, so the
+  library's tasks never retry it.
+* :class:`TransientError`: a lock held by another writer, a network or storage endpoint that
+  did not answer, a transaction conflict, an SMTP 4xx. The same call may succeed later, so the
+  library's tasks retry it (see :func:`prefect_etl_blocks.tasks.retry_transient`).
+
+Each message says what was wrong, where (file, column, field or table) and how to fix it.
+Each class also derives from the built-in exception a caller would naturally expect
 (``ValueError`` for bad input, ``FileNotFoundError`` for a missing file, ``TimeoutError`` for a
 lock wait), so existing ``except`` clauses keep working.
+
+Example:
+    ```python
+    from prefect_etl_blocks.errors import DataError, InvalidFilterError, TransientError
+
+    assert issubclass(InvalidFilterError, DataError)
+    assert not issubclass(InvalidFilterError, TransientError)
+    ```
 """
 
 from __future__ import annotations
@@ -13,59 +29,157 @@ from __future__ import annotations
 class PrefectETLBlocksError(Exception):
     """Base class of every error raised by prefect-etl-blocks."""
 
+    #: ``True`` when running the same call again may succeed.
+    retryable: bool = False
 
-class InvalidIdentifierError(PrefectETLBlocksError, ValueError):
+
+class DataError(PrefectETLBlocksError):
+    """The input, schema, configuration or data is wrong; a retry gives the same failure."""
+
+    retryable = False
+
+
+class TransientError(PrefectETLBlocksError):
+    """A passing condition (lock, network, storage, conflict); a retry may succeed."""
+
+    retryable = True
+
+
+# --- data errors -------------------------------------------------------------------------
+
+
+class InvalidIdentifierError(DataError, ValueError):
     """A table, schema or column name that cannot be used as a DuckDB identifier."""
 
 
-class SourceNotFoundError(PrefectETLBlocksError, FileNotFoundError):
+class SourceNotFoundError(DataError, FileNotFoundError):
     """A Parquet path, folder, glob or S3 prefix that matched no files."""
 
 
-class SchemaMismatchError(PrefectETLBlocksError, ValueError):
-    """Data whose columns or dtypes differ from the expected schema."""
+class SchemaMismatchError(DataError, ValueError):
+    """Data whose columns or dtypes differ from the expected or the target table's schema."""
 
 
-class CorruptParquetError(PrefectETLBlocksError, ValueError):
+class CorruptParquetError(DataError, ValueError):
     """A file that is not valid Parquet."""
 
 
-class InvalidFilterError(PrefectETLBlocksError, ValueError):
-    """A ``filter`` predicate that cannot be parsed or refers to unknown columns."""
+class InvalidFilterError(DataError, ValueError):
+    """A ``filter`` that is not one row-level predicate over the source's columns."""
 
 
-class ExtensionLoadError(PrefectETLBlocksError, RuntimeError):
-    """A DuckDB extension that could not be installed or loaded."""
+class ExtensionLoadError(DataError, RuntimeError):
+    """A DuckDB extension that is not installed and could not be installed or loaded."""
 
 
-class DuckDBLockTimeoutError(PrefectETLBlocksError, TimeoutError):
-    """Another process kept the DuckDB file locked for longer than ``lock_timeout_seconds``."""
+class LoadError(DataError, RuntimeError):
+    """A load that failed on its data; the target table was left exactly as it was."""
 
 
-class LoadError(PrefectETLBlocksError, RuntimeError):
-    """A load that failed; the target table was left exactly as it was before the load."""
+class LoadConfigError(DataError, ValueError):
+    """A load asked for something that cannot work: an unknown ``mode`` or ``on_schema_change``,
+    ``keys`` missing or not in the data, ``mode="fail"`` on a table that exists, a read-only
+    block."""
 
 
-class UnsavedBlockError(PrefectETLBlocksError, TypeError):
+class QueryError(DataError, ValueError):
+    """SQL that DuckDB refused on its own terms: a syntax error, a table or column that does not
+    exist. Running it again fails the same way; the message says how to fix it."""
+
+
+class DataCheckError(DataError, ValueError):
+    """A write-audit-publish check failed; the target table was left exactly as it was."""
+
+
+class UnsavedBlockError(DataError, TypeError):
     """A block that must be saved (for example result storage) was used before ``.save()``."""
 
 
-class NotificationTemplateError(PrefectETLBlocksError, ValueError):
+class NotificationTemplateError(DataError, ValueError):
     """A subject or body template with an unknown placeholder or bad syntax."""
 
 
-class EmailDeliveryError(PrefectETLBlocksError, RuntimeError):
-    """An email that could not be delivered (server down, auth refused, TLS failure)."""
+class EmailRejectedError(DataError, RuntimeError):
+    """An email the server refused for good: authentication, a 5xx reply, TLS set up wrongly."""
 
 
-class TemplateNotFoundError(PrefectETLBlocksError, LookupError):
+class TemplateNotFoundError(DataError, LookupError):
     """A cookiecutter template name that is not shipped with the package."""
 
 
-class ResultStorageError(PrefectETLBlocksError, OSError):
+class ProjectExistsError(DataError, FileExistsError):
+    """``prefect-etl new`` would write into a folder that already exists (use ``--overwrite``)."""
+
+
+class CorruptResultError(DataError, ValueError):
+    """A stored task result that is truncated, corrupt, unsigned or not in ``polars-parquet``."""
+
+
+# --- transient errors --------------------------------------------------------------------
+
+
+class DuckDBLockTimeoutError(TransientError, TimeoutError):
+    """Another process kept the DuckDB file locked for longer than ``lock_timeout_seconds``."""
+
+
+class TransactionConflictError(TransientError, RuntimeError):
+    """Another writer committed a conflicting change first; running the load again can succeed."""
+
+
+class SourceUnavailableError(TransientError, OSError):
+    """A source (object store, network file system) did not answer or dropped the connection."""
+
+
+class EmailDeliveryError(TransientError, RuntimeError):
+    """An email that could not be delivered now (server down or slow, a 4xx reply)."""
+
+
+class ResultStorageError(TransientError, OSError):
     """A task result that could not be written to or read from result storage (endpoint
     unreachable, bucket missing, access denied)."""
 
 
-class CorruptResultError(PrefectETLBlocksError, ValueError):
-    """A stored task result that is truncated, corrupt or not in the ``polars-parquet`` format."""
+def is_transient(exc: BaseException) -> bool:
+    """``True`` when ``exc`` (or, for an unclassified wrapper, its cause) is worth retrying.
+
+    Library errors answer for themselves. Outside the library, connection and timeout errors
+    (``ConnectionError``, ``TimeoutError``, botocore's endpoint and connection errors, httpx's
+    transport errors) count as transient; everything else does not.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PrefectETLBlocksError):
+            return current.retryable
+        if isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        name = type(current).__name__
+        if name in _TRANSIENT_NAMES:
+            return True
+        current = current.__cause__
+    return False
+
+
+# Third-party exception classes matched by name, so this module imports none of them.
+_TRANSIENT_NAMES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ConnectError",
+        "ReadTimeout",
+        "ConnectTimeout",
+        "RemoteProtocolError",
+        "SMTPServerDisconnected",
+    }
+)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, for one-line error reports."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

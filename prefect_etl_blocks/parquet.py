@@ -25,16 +25,23 @@ import polars as pl
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
 from prefect_aws import AwsCredentials
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from prefect_etl_blocks.errors import (
     CorruptParquetError,
     InvalidFilterError,
     SchemaMismatchError,
     SourceNotFoundError,
+    SourceUnavailableError,
+    is_transient,
 )
+from prefect_etl_blocks.filters import Filter, parse_filter
+from prefect_etl_blocks.loading.boundary import NETWORK
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/parquet_source/"
+# Object-store failures that say "the network or the service", not "the data" (the same
+# patterns the load engine uses at its boundary).
+_NETWORK = NETWORK
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DTYPE_ALIASES = {"utf8": "string", "str": "string", "int": "int64", "float": "float64", "bool": "boolean"}
 
@@ -85,6 +92,11 @@ class ParquetSource(Block):
         lazy = sales.scan()          # pl.LazyFrame, filter pushed down to the scan
         print(sales.fingerprint())   # changes when any matched file changes
         ```
+
+    The ``filter`` is untrusted text (often a deployment parameter), so it is parsed by
+    :mod:`prefect_etl_blocks.filters` into a small allow-listed predicate language and never
+    reaches Polars or DuckDB as written: subqueries, table functions, statements, comments and
+    casts are refused at construction with :class:`~prefect_etl_blocks.errors.InvalidFilterError`.
     """
 
     _block_type_name = "Parquet Source"
@@ -109,8 +121,10 @@ class ParquetSource(Block):
     filter: str | None = Field(
         default=None,
         description=(
-            "An SQL predicate pushed down to the scan, for example \"value > 0 AND region = 'EU'\"; "
-            "it may use columns that are not selected."
+            "A row predicate pushed down to the scan, for example \"value > 0 AND region = 'EU'\"; "
+            "it may use columns that are not selected. Comparisons, AND/OR/NOT, IS NULL, IN, "
+            "BETWEEN, LIKE, arithmetic and a few functions (lower, upper, length, abs, round, "
+            "coalesce, year, month, day); subqueries, other functions and statements are refused."
         ),
     )
     hive_partitioning: bool | None = Field(
@@ -161,13 +175,61 @@ class ParquetSource(Block):
                 )
         return value
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except ValidationError as exc:
+            _raise_filter_error(exc)
+            raise
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ParquetSource:  # type: ignore[override]
+        """Validate data (for example a saved block document) into a ``ParquetSource``.
+
+        A bad ``filter`` raises :class:`~prefect_etl_blocks.errors.InvalidFilterError` itself,
+        not pydantic's wrapper, as construction does.
+        """
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            _raise_filter_error(exc)
+            raise
+
     @field_validator("filter")
     @classmethod
     def _parsable_filter(cls, value: str | None) -> str | None:
-        if value is not None and value.strip():
-            _parse_filter(value)
-            return value
-        return None
+        if value is not None:
+            parse_filter(value)  # refuses empty, hostile and malformed filters
+        return value
+
+    # ------------------------------------------------------------------ filter
+    def parsed_filter(self) -> Filter | None:
+        """The ``filter`` parsed and allow-list checked (None without a filter).
+
+        Parsed again on every call, so a filter assigned after construction is checked too.
+
+        Raises:
+            InvalidFilterError: naming the offending part of the filter.
+        """
+        return None if self.filter is None else parse_filter(self.filter)
+
+    def filter_sql(self) -> str | None:
+        """The ``filter`` as canonical DuckDB SQL rendered from the parsed filter (None without one).
+
+        Identifiers are quoted and literals re-rendered from their values, so the text the user
+        wrote never reaches DuckDB; use it as ``relation.filter(source.filter_sql())``.
+
+        Example:
+            ```python
+            from prefect_etl_blocks import ParquetSource
+
+            source = ParquetSource(path="data.parquet", filter="region = 'EU' AND value >= 10")
+            print(source.filter_sql())
+            # (("region" = 'EU') AND ("value" >= CAST(10 AS BIGINT)))
+            ```
+        """
+        parsed = self.parsed_filter()
+        return None if parsed is None else parsed.to_sql()
 
     # ------------------------------------------------------------------ paths and files
     @property
@@ -209,7 +271,23 @@ class ParquetSource(Block):
         Raises:
             SourceNotFoundError: when nothing matches (missing file, empty folder or glob).
         """
-        found = self._list_s3() if self.is_remote else self._list_local()
+        if self.is_remote:
+            try:
+                found = self._list_s3()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                problem = exc  # raised below, outside this block, with exc as its cause
+            else:
+                problem = None
+            if problem is not None:
+                raise SourceUnavailableError(
+                    f"ParquetSource {self.path!r}: the object store did not answer while listing "
+                    f"files ({_first_line(problem)}). Check the endpoint and network; a retry may "
+                    "succeed."
+                ) from problem
+        else:
+            found = self._list_local()
         if not found:
             kind = "glob" if _GLOB_CHARS.search(self.path) else "path"
             raise SourceNotFoundError(
@@ -296,6 +374,12 @@ class ParquetSource(Block):
         try:
             return pl.scan_parquet(path, storage_options=self.polars_storage_options()).collect_schema()
         except (pl.exceptions.ComputeError, OSError) as exc:
+            if self.is_remote and (is_transient(exc) or _NETWORK.search(str(exc))):
+                # A network blip is not a corrupt file: say so, and let retries happen.
+                raise SourceUnavailableError(
+                    f"{path} could not be read: the object store did not answer "
+                    f"({_first_line(exc)}). Check the endpoint and network; a retry may succeed."
+                ) from exc
             raise CorruptParquetError(
                 f"{path} is not a readable Parquet file ({_first_line(exc)}). Replace or remove "
                 f"the file, or narrow ParquetSource.path ({self.path!r}) so it does not match it."
@@ -320,13 +404,9 @@ class ParquetSource(Block):
                     f"ParquetSource {self.path!r} has no column(s) {missing} listed in `columns`; "
                     f"available columns: {list(combined)}."
                 )
-        if self.filter:
-            unknown = sorted(set(_parse_filter(self.filter).meta.root_names()) - set(combined))
-            if unknown:
-                raise InvalidFilterError(
-                    f"filter {self.filter!r} of ParquetSource {self.path!r} refers to unknown "
-                    f"column(s) {unknown}; available columns: {list(combined)}."
-                )
+        parsed = self.parsed_filter()
+        if parsed is not None:
+            parsed.check_schema(combined, where=f" of ParquetSource {self.path!r}")
         if self.columns:
             return pl.Schema({c: combined[c] for c in self.columns})
         return combined
@@ -371,8 +451,9 @@ class ParquetSource(Block):
         if validate:
             self.validate_data()
         frame = self._base_scan(files)
-        if self.filter:
-            frame = frame.filter(_parse_filter(self.filter))
+        parsed = self.parsed_filter()
+        if parsed is not None:
+            frame = frame.filter(parsed.to_polars())
         if self.columns:
             frame = frame.select(self.columns)
         return frame
@@ -397,14 +478,12 @@ class ParquetSource(Block):
         return f"ParquetSource(path={self.path!r}, columns={self.columns!r}, filter={self.filter!r})"
 
 
-def _parse_filter(predicate: str) -> pl.Expr:
-    try:
-        return pl.sql_expr(predicate)
-    except Exception as exc:  # polars raises several SQL error types
-        raise InvalidFilterError(
-            f"filter {predicate!r} is not a valid SQL predicate ({_first_line(exc)}). "
-            "Write one boolean expression, for example \"value > 0 AND region = 'EU'\"."
-        ) from exc
+def _raise_filter_error(exc: ValidationError) -> None:
+    """Re-raise the InvalidFilterError pydantic wrapped (it wraps every ValueError)."""
+    for error in exc.errors():
+        original = (error.get("ctx") or {}).get("error")
+        if isinstance(original, InvalidFilterError):
+            raise original from None
 
 
 def _first_line(exc: BaseException) -> str:

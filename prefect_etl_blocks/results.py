@@ -35,6 +35,7 @@ from prefect.serializers import Serializer
 from prefect_aws.s3 import S3Bucket
 
 from prefect_etl_blocks.errors import ResultStorageError, UnsavedBlockError
+from prefect_etl_blocks.serializers import check_stored_record
 from prefect_etl_blocks.serializers import PolarsParquetSerializer
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/s3_result_storage/"
@@ -117,7 +118,7 @@ class S3ResultStorage(S3Bucket):
     def _read_sync(self, key: str) -> bytes:
         # Both read_path and aread_path land here (prefect-aws S3Bucket, prefect-aws 0.5).
         try:
-            return super()._read_sync(key)
+            data = super()._read_sync(key)
         except Exception as exc:
             raise ResultStorageError(
                 f"Could not read result s3://{self.bucket_name}/{key} from {self._endpoint()}: "
@@ -125,6 +126,10 @@ class S3ResultStorage(S3Bucket):
                 "object exist and the credentials may read them; re-run the task with "
                 "refresh_cache=True to write the result again."
             ) from exc
+        # Prefect decodes a record with the serializer the record itself names, so with a
+        # signing key only signed polars-parquet content may reach it (see serializers.py).
+        check_stored_record(data, f"Result s3://{self.bucket_name}/{key}")
+        return data
 
     def _write_sync(self, key: str, data: bytes) -> None:
         # Both write_path and awrite_path land here. S3 stores an object only when its upload

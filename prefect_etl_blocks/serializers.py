@@ -21,6 +21,20 @@ object is rejected with :class:`~prefect_etl_blocks.errors.CorruptResultError` i
 read as a valid result: Prefect's cache lookup treats that as a miss and recomputes, and a read
 that got past the lookup (cache metadata kept apart with ``key_storage``) fails the task.
 
+With a signing key (the ``signing_key`` field, or the environment variable
+``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY`` read at every ``dumps``/``loads``), the header also
+carries ``"alg":"hmac-sha256"``, ``"kid"`` (the first 8 hex digits of SHA-256 of the key, never
+the key) and, as its last member, ``"hmac"``: HMAC-SHA256 under the key of the *signed bytes*,
+which are exactly the envelope as it would be stored without the ``,"hmac":"…"`` member::
+
+    {"petl":…,"sha256":"…","alg":"hmac-sha256","kid":"0a1b2c3d"}\n<base64 of the payload>
+
+``loads`` with a key configured checks the signature (``hmac.compare_digest``) before it
+decodes anything, and refuses an unsigned or wrongly signed envelope with
+:class:`~prefect_etl_blocks.errors.CorruptResultError`: without a key, whoever can write the
+result storage can forge a result (the SHA-256 only detects accidents), and a forged
+``"encoding":"pickle"`` envelope runs code when loaded.
+
 Importing this module registers the ``"polars-parquet"`` type with Prefect. A process that has
 not registered it cannot decode such results, takes a cache miss and overwrites them, so
 ``import prefect_etl_blocks`` imports this module and the package's ``prefect.collections``
@@ -32,16 +46,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import io
 import json
+import os
+import re
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import cloudpickle
 from prefect.serializers import Serializer
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, SecretBytes, SecretStr, field_validator, model_validator
 
-from prefect_etl_blocks.errors import CorruptResultError
+from prefect_etl_blocks.errors import CorruptResultError, DataError
 
 SERIALIZER_TYPE = "polars-parquet"
 ENVELOPE_VERSION = 1
@@ -59,7 +76,124 @@ PICKLED_OBJECT = "object"
 Compression = Literal["zstd", "lz4", "snappy", "gzip", "brotli", "uncompressed"]
 _CODECS_WITH_LEVELS = {"zstd", "gzip", "brotli"}
 
-__all__ = ["PolarsParquetSerializer", "SERIALIZER_TYPE", "frame_kind"]
+#: The environment variable a signing key is read from when the serializer has none of its own.
+SIGNING_KEY_ENV = "PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY"
+SIGNATURE_ALGORITHM = "hmac-sha256"
+MIN_SIGNING_KEY_BYTES = 16
+
+_KINDS = frozenset(
+    {POLARS_DATAFRAME, POLARS_LAZYFRAME, ARROW_TABLE, PANDAS_DATAFRAME, PICKLED_OBJECT}
+)
+_COMPRESSIONS = frozenset(get_args(Compression))
+_HEADER_KEYS = frozenset(
+    {"petl", "version", "kind", "encoding", "compression", "size", "sha256", "alg", "kid", "hmac"}
+)
+_SIGNATURE_KEYS = frozenset({"alg", "kid", "hmac"})
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_KEY_ID_HEX = re.compile(r"[0-9a-f]{8}")
+# The signature is the header's last member, so the signed bytes are the stored header line
+# with this suffix replaced by "}" (see _verify_signature).
+_HMAC_MEMBER = re.compile(rb',"hmac":"([0-9a-f]{64})"\}\Z')
+
+__all__ = [
+    "PolarsParquetSerializer",
+    "SERIALIZER_TYPE",
+    "SIGNING_KEY_ENV",
+    "SigningKeyError",
+    "check_stored_record",
+    "frame_kind",
+    "signing_key_id",
+]
+
+
+def check_stored_record(content: bytes, location: str = "stored result") -> None:
+    """With a signing key in the environment, refuse stored bytes no signature protects.
+
+    Prefect decodes a stored result with the serializer that the stored record itself names,
+    so whoever can write the result storage can bypass the signature by naming Prefect's
+    ``pickle`` serializer (which unpickles whatever it is given) or by adding a key of their
+    own to the serializer's settings. Result storage should call this on every object it reads,
+    before Prefect parses it: with ``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY`` set, only a
+    polars-parquet envelope, or a result record or metadata naming ``"polars-parquet"``
+    with no settings other than its compression, passes. Without the variable it does nothing.
+
+    Raises:
+        CorruptResultError: for anything else while the key is set.
+        SigningKeyError: when the key from the environment is too short to be a secret.
+
+    Example:
+        ```python
+        import os
+
+        from prefect_etl_blocks.errors import CorruptResultError
+        from prefect_etl_blocks.serializers import check_stored_record
+
+        os.environ["PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY"] = "0123456789abcdef0123456789abcdef"
+        record = b'{"metadata":{"serializer":{"type":"pickle"}},"result":"gAS..."}'
+        try:
+            check_stored_record(record, "s3://bucket/key")
+        except CorruptResultError as exc:
+            print(exc)
+        del os.environ["PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY"]
+        check_stored_record(record)  # no key: nothing is checked, as before
+        ```
+    """
+    if _environment_key() is None or bytes(content).startswith(_MAGIC):
+        return  # a bare envelope (cache metadata kept apart): loads checks its signature
+    named: Any = None
+    try:
+        # Duplicate members refused: a parser that kept the other one must not see another
+        # serializer than this check did.
+        stored = json.loads(content, object_pairs_hook=_unique_members)
+        if isinstance(stored, dict):
+            metadata = stored.get("metadata", stored)
+            named = metadata.get("serializer") if isinstance(metadata, dict) else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        pass
+    if (
+        isinstance(named, dict)
+        and named.get("type") == SERIALIZER_TYPE
+        and set(named) <= {"type", "compression", "compression_level"}
+    ):
+        return
+    if isinstance(named, dict) and named.get("type") == SERIALIZER_TYPE:
+        what = f"a polars-parquet serializer with the settings {sorted(set(named))}"
+    elif isinstance(named, dict) and isinstance(named.get("type"), str):
+        what = f"the serializer {named['type'][:40]!r}"
+    else:
+        what = "no serializer this library can check"
+    raise CorruptResultError(
+        f"{location} names {what}, but a result signing key is set "
+        f"({SIGNING_KEY_ENV}), and only signed polars-parquet results are read then: any "
+        "other serializer would decode data nobody signed. Nothing in it was decoded. Persist "
+        'every task and flow result in this storage with result_serializer="polars-parquet" '
+        "(dataframe_result_options does), then re-run the task with refresh_cache=True, or "
+        "delete the object, to replace it."
+    )
+
+
+class SigningKeyError(DataError, ValueError):
+    """A result signing key that cannot be used (too short to be a secret)."""
+
+
+def signing_key_id(key: bytes | str) -> str:
+    """The public id of a signing key: the first 8 hex digits of its SHA-256.
+
+    The id goes into each signed envelope so that a process holding another key says so
+    instead of reporting a forgery; it does not reveal the key.
+
+    Example:
+        ```python
+        from prefect_etl_blocks.serializers import signing_key_id
+
+        assert signing_key_id("correct horse battery staple") == signing_key_id(
+            b"correct horse battery staple"
+        )
+        assert len(signing_key_id(b"k" * 32)) == 8
+        ```
+    """
+    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    return hashlib.sha256(raw).hexdigest()[:8]
 
 
 def frame_kind(obj: Any) -> str | None:
@@ -115,7 +249,34 @@ class PolarsParquetSerializer(Serializer):
         blob = serializer.dumps(pl.DataFrame({"a": [1, 2, 3]}))
         assert serializer.loads(blob).equals(pl.DataFrame({"a": [1, 2, 3]}))
         ```
+
+        Signed results: set ``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY`` on every process that
+        writes or reads results (Prefect rebuilds the serializer that reads a result from the
+        stored record, which never holds the key), or give the key as a ``SecretStr``:
+        ```python
+        import secrets
+
+        import polars as pl
+        from pydantic import SecretStr
+
+        from prefect_etl_blocks.errors import CorruptResultError
+        from prefect_etl_blocks.serializers import PolarsParquetSerializer
+
+        key = SecretStr(secrets.token_hex(32))
+        signed = PolarsParquetSerializer(signing_key=key)
+        blob = signed.dumps(pl.DataFrame({"a": [1, 2, 3]}))
+        assert signed.loads(blob).equals(pl.DataFrame({"a": [1, 2, 3]}))
+
+        unsigned = PolarsParquetSerializer().dumps(pl.DataFrame({"a": [1, 2, 3]}))
+        try:
+            signed.loads(unsigned)
+        except CorruptResultError as exc:
+            print(exc)  # ...is not signed, but this process has a result signing key...
+        ```
     """
+
+    # The key must never reach a ValidationError message either.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     type: Literal["polars-parquet"] = Field(
         default="polars-parquet",
@@ -131,6 +292,34 @@ class PolarsParquetSerializer(Serializer):
         description="The codec's compression level; None uses the codec's default.",
     )
 
+    signing_key: SecretStr | SecretBytes | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description=(
+            "HMAC-SHA256 key for signing results and refusing unsigned or forged ones (at least "
+            f"{MIN_SIGNING_KEY_BYTES} bytes). Never stored or shown. Without it, the key comes "
+            f"from the environment variable {SIGNING_KEY_ENV}, read at each dumps/loads; "
+            "without either, results are not signed."
+        ),
+    )
+
+    @field_validator("signing_key", mode="before")
+    @classmethod
+    def _key_only_as_a_secret_object(cls, value: Any) -> Any:
+        # Prefect rebuilds this serializer from each stored result's metadata (plain JSON,
+        # which whoever can write the bucket controls): a key given there as a string would
+        # let a forger choose the key its forgery is checked with. Code can always wrap its
+        # key in SecretStr; JSON never produces one.
+        if value is None or isinstance(value, SecretStr | SecretBytes):
+            return value
+        raise ValueError(
+            f"signing_key takes a pydantic SecretStr or SecretBytes, not a {type(value).__name__}: "
+            "write signing_key=SecretStr(key), or set the environment variable "
+            f"{SIGNING_KEY_ENV} instead. Plain values are refused because serializer settings "
+            "are also read back from stored results, which must not choose their own key."
+        )
+
     @model_validator(mode="after")
     def _level_needs_a_codec_with_levels(self) -> PolarsParquetSerializer:
         if self.compression_level is not None and self.compression not in _CODECS_WITH_LEVELS:
@@ -139,14 +328,25 @@ class PolarsParquetSerializer(Serializer):
                 f"{self.compression!r}; set compression to one of {sorted(_CODECS_WITH_LEVELS)} "
                 "or leave compression_level unset."
             )
+        if self.signing_key is not None:
+            _check_key_length(_secret_bytes(self.signing_key), "signing_key")
         return self
+
+    def _signing_key(self) -> tuple[bytes, str] | None:
+        """The key in force and where it came from: the field, else the environment."""
+        if self.signing_key is not None:
+            return _secret_bytes(self.signing_key), "the serializer's signing_key"
+        return _environment_key()
 
     # ------------------------------------------------------------------ dumps
     def dumps(self, obj: Any) -> bytes:
         """Encode ``obj`` into an ASCII envelope: a JSON header line and base64 payload.
 
+        With a signing key in force the header also carries ``alg``, ``kid`` and ``hmac``.
+
         Raises:
             TypeError: when the object is neither a frame Parquet can hold nor picklable.
+            SigningKeyError: when the key from the environment is too short to be a secret.
         """
         kind = frame_kind(obj)
         payload: bytes | None = None
@@ -167,6 +367,7 @@ class PolarsParquetSerializer(Serializer):
                     "picklable value or a frame without Object columns (cast them to String "
                     "or Struct), or turn off persistence with persist_result=False."
                 ) from exc
+        signing = self._signing_key()
         header = {
             "petl": SERIALIZER_TYPE,
             "version": ENVELOPE_VERSION,
@@ -176,8 +377,17 @@ class PolarsParquetSerializer(Serializer):
             "size": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest(),
         }
+        if signing is not None:
+            header["alg"] = SIGNATURE_ALGORITHM
+            header["kid"] = signing_key_id(signing[0])
         head = json.dumps(header, separators=(",", ":")).encode("ascii")
-        return head + b"\n" + base64.b64encode(payload)
+        body = base64.b64encode(payload)
+        if signing is None:
+            return head + b"\n" + body
+        # Signed bytes: this unsigned envelope exactly; the MAC then joins the header as its
+        # last member, where loads finds it without parsing anything else first.
+        mac = _mac(signing[0], head, body)
+        return head[:-1] + b',"hmac":"' + mac.encode("ascii") + b'"}\n' + body
 
     def _to_parquet(self, obj: Any, kind: str) -> bytes | None:
         """Parquet bytes for a frame, or None when Parquet cannot hold it faithfully."""
@@ -222,8 +432,13 @@ class PolarsParquetSerializer(Serializer):
     def loads(self, blob: bytes) -> Any:
         """Decode an envelope written by :meth:`dumps`, restoring the original frame type.
 
+        With a signing key in force (``signing_key`` or ``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY``)
+        the signature is checked before anything in the payload is decoded or unpickled.
+
         Raises:
-            CorruptResultError: when the envelope is truncated, damaged or not in this format.
+            CorruptResultError: when the envelope is truncated, damaged or not in this format,
+                or, with a signing key, unsigned, signed with another key or forged.
+            SigningKeyError: when the key from the environment is too short to be a secret.
         """
         if isinstance(blob, str):
             blob = blob.encode("ascii", errors="replace")
@@ -244,6 +459,8 @@ class PolarsParquetSerializer(Serializer):
             ) from exc
 
     def _open_envelope(self, blob: bytes) -> tuple[dict[str, Any], bytes]:
+        """The checked header and decoded payload; nothing in the payload is decoded before
+        the header passed its allow-list and, with a key, the signature verified."""
         if not blob.startswith(_MAGIC):
             raise CorruptResultError(
                 f"Stored result is not a polars-parquet envelope (it starts with {blob[:24]!r}). "
@@ -256,27 +473,11 @@ class PolarsParquetSerializer(Serializer):
                 f"polars-parquet result is truncated: its header has no end within the first "
                 f"{_MAX_HEADER_BYTES} bytes ({len(blob)} bytes stored). " + _REPLACE_HINT
             )
-        try:
-            header = json.loads(blob[:end])
-            version, kind, size, digest = (
-                header["version"],
-                header["kind"],
-                header["size"],
-                header["sha256"],
-            )
-            if header["encoding"] not in ("parquet", "pickle"):
-                raise ValueError(f"unknown encoding {header['encoding']!r}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptResultError(
-                f"polars-parquet result has an unreadable header ({_first_line(exc)}). "
-                + _REPLACE_HINT
-            ) from exc
-        if version != ENVELOPE_VERSION:
-            raise CorruptResultError(
-                f"polars-parquet result has envelope version {version}, but this "
-                f"prefect-etl-blocks reads version {ENVELOPE_VERSION}. Upgrade "
-                "prefect-etl-blocks in this process to the version that wrote it."
-            )
+        header = _parse_header(blob[:end])
+        kind, size = header["kind"], header["size"]
+        signing = self._signing_key()
+        if signing is not None:
+            _verify_signature(blob, end, header, *signing)
         try:
             payload = base64.b64decode(blob[end + 1 :], validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -289,12 +490,187 @@ class PolarsParquetSerializer(Serializer):
                 f"polars-parquet result of kind {kind!r} is truncated: expected {size} payload "
                 f"bytes, found {len(payload)}. " + _REPLACE_HINT
             )
-        if hashlib.sha256(payload).hexdigest() != digest:
+        if not hmac.compare_digest(hashlib.sha256(payload).hexdigest(), header["sha256"]):
             raise CorruptResultError(
                 f"polars-parquet result of kind {kind!r} is corrupt: its {size} payload bytes "
                 "do not match the stored SHA-256. " + _REPLACE_HINT
             )
         return header, payload
+
+
+def _environment_key() -> tuple[bytes, str] | None:
+    raw = os.environ.get(SIGNING_KEY_ENV, "")
+    if not raw:
+        return None  # unset or set to nothing: unsigned, as before signing existed
+    source = f"the environment variable {SIGNING_KEY_ENV}"
+    key = raw.encode("utf-8", errors="surrogateescape")
+    _check_key_length(key, source)
+    return key, source
+
+
+def _secret_bytes(secret: SecretStr | SecretBytes) -> bytes:
+    value = secret.get_secret_value()
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _check_key_length(key: bytes, source: str) -> None:
+    if len(key) < MIN_SIGNING_KEY_BYTES:
+        # The length is safe to name; the key is not.
+        raise SigningKeyError(
+            f"The result signing key from {source} is {len(key)} bytes long; use a random key "
+            f"of at least {MIN_SIGNING_KEY_BYTES} bytes (32 recommended), for example the "
+            'output of `python -c "import secrets; print(secrets.token_hex(32))"`, and set '
+            "the same key on every process that writes or reads results."
+        )
+
+
+def _mac(key: bytes, head: bytes, body: bytes) -> str:
+    """HMAC-SHA256 of the signed bytes: header line (without ``hmac``), newline, base64 body."""
+    mac = hmac.new(key, head, hashlib.sha256)
+    mac.update(b"\n")
+    mac.update(body)
+    return mac.hexdigest()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in the header")
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError(f"the number {text} is not allowed in the header")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"member {name!r} appears twice")
+        result[name] = value
+    return result
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_header(line: bytes) -> dict[str, Any]:
+    """The header as a dict, after an allow-list of members, types and values.
+
+    Only a strict JSON object of at most ``_MAX_HEADER_BYTES`` ASCII bytes is read, without
+    duplicate members or floats, so a crafted header can neither smuggle a second value past
+    the signature nor make the payload be decoded in an unexpected way.
+    """
+    try:
+        header = json.loads(
+            line.decode("ascii"),
+            object_pairs_hook=_unique_members,
+            parse_constant=_refuse_constant,
+            parse_float=_refuse_float,
+        )
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        unknown = sorted(set(header) - _HEADER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown header members {unknown}")
+        version = header.get("version")
+        if not _is_int(version):
+            raise ValueError(f"version {version!r} is not an integer")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise CorruptResultError(
+            f"polars-parquet result has an unreadable header ({_first_line(exc)}). " + _REPLACE_HINT
+        ) from exc
+    if version != ENVELOPE_VERSION:
+        raise CorruptResultError(
+            f"polars-parquet result has envelope version {version}, but this "
+            f"prefect-etl-blocks reads version {ENVELOPE_VERSION}. Upgrade "
+            "prefect-etl-blocks in this process to the version that wrote it."
+        )
+    kind = header.get("kind")
+    if isinstance(kind, str) and kind not in _KINDS:
+        raise CorruptResultError(
+            f"polars-parquet result has unknown kind {kind!r}. Upgrade prefect-etl-blocks in "
+            "this process to the version that wrote it."
+        )
+    try:
+        _check_header_values(header)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptResultError(
+            f"polars-parquet result has an unreadable header ({_first_line(exc)}). " + _REPLACE_HINT
+        ) from exc
+    return header
+
+
+def _check_header_values(header: dict[str, Any]) -> None:
+    if header["petl"] != SERIALIZER_TYPE:
+        raise ValueError(f"petl is {header['petl']!r}")
+    kind, encoding, compression = header["kind"], header["encoding"], header["compression"]
+    if kind not in _KINDS:
+        raise ValueError(f"kind {kind!r} is not a string")
+    if encoding not in ("parquet", "pickle"):
+        raise ValueError(f"unknown encoding {encoding!r}")
+    if (encoding == "pickle") != (kind == PICKLED_OBJECT):
+        raise ValueError(f"encoding {encoding!r} does not go with kind {kind!r}")
+    if encoding == "pickle" and compression is not None:
+        raise ValueError(f"compression {compression!r} on a pickle")
+    if encoding == "parquet" and compression not in _COMPRESSIONS:
+        raise ValueError(f"unknown compression {compression!r}")
+    size, digest = header["size"], header["sha256"]
+    if not _is_int(size) or size < 0:
+        raise ValueError(f"size {size!r} is not a byte count")
+    if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest):
+        raise ValueError("sha256 is not 64 lowercase hex digits")
+    present = _SIGNATURE_KEYS & set(header)
+    if present and present != _SIGNATURE_KEYS:
+        raise ValueError(
+            f"signature members {sorted(present)} without {sorted(_SIGNATURE_KEYS - present)}"
+        )
+    if present:
+        if header["alg"] != SIGNATURE_ALGORITHM:
+            raise ValueError(f"unknown signature algorithm {header['alg']!r}")
+        if not isinstance(header["kid"], str) or not _KEY_ID_HEX.fullmatch(header["kid"]):
+            raise ValueError("kid is not 8 lowercase hex digits")
+        if not isinstance(header["hmac"], str) or not _SHA256_HEX.fullmatch(header["hmac"]):
+            raise ValueError("hmac is not 64 lowercase hex digits")
+
+
+def _verify_signature(
+    blob: bytes, end: int, header: dict[str, Any], key: bytes, source: str
+) -> None:
+    """Raise unless the envelope carries a valid HMAC under ``key``; decodes nothing."""
+    kind, own_id = header["kind"], signing_key_id(key)
+    fix = (
+        "Nothing in it was decoded. Give every process that writes or reads these results the "
+        f"same key ({SIGNING_KEY_ENV} or signing_key), then re-run the task with "
+        "refresh_cache=True, or delete the object, to replace it."
+    )
+    if "hmac" not in header:
+        raise CorruptResultError(
+            f"polars-parquet result of kind {kind!r} is not signed, but this process has a "
+            f"result signing key (key id {own_id}, from {source}). It was written before the key "
+            "was set, by a process without the key, or by someone else who can write the "
+            "result storage. Unsigned results from before the key was set must be re-computed. "
+            + fix
+        )
+    if header["kid"] != own_id:
+        raise CorruptResultError(
+            f"polars-parquet result of kind {kind!r} is signed with key id {header['kid']}, but "
+            f"this process's key (from {source}) has key id {own_id}. The writer used another "
+            "key (keys differ between workers, or the key was rotated). " + fix
+        )
+    member = _HMAC_MEMBER.search(blob, 0, end)
+    if member is None:
+        raise CorruptResultError(
+            f"polars-parquet result of kind {kind!r} has a signature that is not the last "
+            "member of its header, so it cannot be checked. " + fix
+        )
+    mac = _mac(key, blob[: member.start()] + b"}", blob[end + 1 :])
+    if not hmac.compare_digest(mac.encode("ascii"), member.group(1)):
+        raise CorruptResultError(
+            f"polars-parquet result of kind {kind!r} has a signature that does not match its "
+            f"contents under this process's key (key id {own_id}, from {source}): it was "
+            "changed after it was signed, or forged by someone who can write the result "
+            "storage. " + fix
+        )
 
 
 _REPLACE_HINT = (

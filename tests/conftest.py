@@ -28,6 +28,8 @@ pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.smtp",
     "tests.fixtures.prefect_server",
+    "tests.fixtures.postgres",
+    "tests.fixtures.redis",
 ]
 
 

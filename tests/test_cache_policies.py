@@ -3,6 +3,7 @@ processes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -16,8 +17,8 @@ from prefect import flow, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CompoundCachePolicy
 
 from prefect_etl_blocks import FrameInputs, ParquetSource, SourceFingerprint
-from prefect_etl_blocks.cache_policies import frame_fingerprint
-from prefect_etl_blocks.errors import SourceNotFoundError
+from prefect_etl_blocks.cache_policies import frame_fingerprint, parquet_footer_sha256
+from prefect_etl_blocks.errors import CorruptParquetError, DataError, SourceNotFoundError
 from tests.fixtures.data import make_sales
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -247,3 +248,167 @@ def test_cached_extract_follows_the_parquet_file(tmp_path, parquet_file) -> None
     assert len(calls) == 2
     assert_frame_equal(pipeline(str(parquet_file)), changed)
     assert len(calls) == 2
+
+
+# ---------------------------------------------------------------- content mode
+
+
+def same_size_frames() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two frames of the same shape whose values differ but have equal widths."""
+    before = pl.DataFrame(
+        {"id": list(range(100)), "code": [f"A{i:04d}" for i in range(100)]},
+    )
+    after = pl.DataFrame(
+        {"id": list(range(100, 200)), "code": [f"B{i:04d}" for i in range(100)]},
+    )
+    return before, after
+
+
+def rewrite_keeping_size_and_mtime(path: Path, frame: pl.DataFrame) -> None:
+    """What ``cp -p`` / ``rsync -a`` do: other bytes, the old size and modification time."""
+    before = path.stat()
+    frame.write_parquet(path, compression="uncompressed")  # fixed-width values: same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_content_is_the_default_mode() -> None:
+    assert SourceFingerprint().mode == "content"
+    with pytest.raises(ValueError, match=r"mode='hash' is not one of \['stat', 'content'\]"):
+        SourceFingerprint(mode="hash")
+
+
+def test_content_mode_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path) -> None:
+    before, after = same_size_frames()
+    path = tmp_path / "data.parquet"
+    before.write_parquet(path, compression="uncompressed")
+    folder_source = ParquetSource(path=str(tmp_path / "*.parquet"))
+    keys = {
+        mode: (
+            key(SourceFingerprint(mode=mode), source=ParquetSource(path=str(path))),
+            key(SourceFingerprint(mode=mode), source=folder_source),
+        )
+        for mode in ("stat", "content")
+    }
+    assert keys["stat"] != keys["content"]
+
+    rewrite_keeping_size_and_mtime(path, after)
+    assert pl.read_parquet(path).equals(after)
+    for mode, expected in keys.items():
+        now = (
+            key(SourceFingerprint(mode=mode), source=ParquetSource(path=str(path))),
+            key(SourceFingerprint(mode=mode), source=folder_source),
+        )
+        if mode == "stat":
+            assert now == expected  # the stale-cache case content mode exists for
+        else:
+            assert now[0] != expected[0] and now[1] != expected[1]
+
+    # Writing the old data back restores the old content key: the key follows the data.
+    rewrite_keeping_size_and_mtime(path, before)
+    assert key(SourceFingerprint(), source=ParquetSource(path=str(path))) == keys["content"][0]
+
+
+def test_stat_mode_keeps_the_keys_of_earlier_releases(parquet_file) -> None:
+    from prefect.utilities.hashing import hash_objects
+
+    source = ParquetSource(path=str(parquet_file))
+    settings = {
+        "path": str(parquet_file),
+        "columns": None,
+        "filter": None,
+        "hive_partitioning": source.hive_partitioning,
+        "expected_schema": None,
+    }
+    expected = hash_objects(
+        "SourceFingerprint", [["source", settings, source.fingerprint()]], raise_on_failure=True
+    )
+    assert key(SourceFingerprint(mode="stat"), source=source) == expected
+
+
+def test_footer_hash_covers_the_footer_only(tmp_path) -> None:
+    path = tmp_path / "data.parquet"
+    make_sales(200).write_parquet(path)
+    data = path.read_bytes()
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length : -8]
+    assert parquet_footer_sha256(path) == hashlib.sha256(footer).hexdigest()
+    assert parquet_footer_sha256(str(path)) == parquet_footer_sha256(path)
+
+
+def test_footer_larger_than_the_first_read(tmp_path) -> None:
+    path = tmp_path / "wide.parquet"
+    pl.DataFrame({f"column_{i:05d}": [i, i + 1] for i in range(1_500)}).write_parquet(path)
+    data = path.read_bytes()
+    length = int.from_bytes(data[-8:-4], "little")
+    assert length > 64 * 1024  # past the single read that holds a typical footer
+    assert parquet_footer_sha256(path) == hashlib.sha256(data[-8 - length : -8]).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"PAR1", "is 4 bytes long, too short to be a Parquet file"),
+        (b"PAR1" + b"\0" * 20 + b"\xff\xff\x00\x00PAR1", "does not end like a Parquet file"),
+        (b"col_a,col_b\n1,2\n3,4\n", "does not end like a Parquet file"),
+    ],
+    ids=["tiny", "footer-longer-than-the-file", "csv"],
+)
+def test_a_file_that_is_not_parquet_is_named(tmp_path, content, message) -> None:
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(content)
+    with pytest.raises(CorruptParquetError, match=message) as caught:
+        key(SourceFingerprint(), source=ParquetSource(path=str(path)))
+    assert str(path) in str(caught.value)
+    assert isinstance(caught.value, DataError)
+
+
+def test_truncated_parquet_file_is_refused(tmp_path) -> None:
+    path = tmp_path / "cut.parquet"
+    make_sales(100).write_parquet(path)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(CorruptParquetError, match="truncated, still being written, or not Parquet"):
+        parquet_footer_sha256(path)
+
+
+def test_s3_objects_key_on_their_etag_in_both_modes(parquet_object, aws_credentials) -> None:
+    source = ParquetSource(path=parquet_object, aws_credentials=aws_credentials)
+    stat_key = key(SourceFingerprint(mode="stat"), source=source)
+    content_key = key(SourceFingerprint(), source=source)
+    assert None not in (stat_key, content_key) and stat_key != content_key
+    assert key(SourceFingerprint(), source=source) == content_key
+
+
+def test_cached_extract_follows_a_rewrite_that_keeps_size_and_mtime(tmp_path) -> None:
+    before, after = same_size_frames()
+    path = tmp_path / "data.parquet"
+    before.write_parquet(path, compression="uncompressed")
+    calls: list[str] = []
+
+    def make_extract(policy):
+        @task(
+            cache_policy=INPUTS + TASK_SOURCE + policy,
+            result_storage=tmp_path / "results",
+            result_serializer="polars-parquet",
+            persist_result=True,
+        )
+        def extract(source: ParquetSource) -> pl.DataFrame:
+            calls.append(source.path)
+            return source.read()
+
+        @flow
+        def pipeline() -> pl.DataFrame:
+            return extract(ParquetSource(path=str(path)))
+
+        return pipeline
+
+    content, stat = make_extract(SourceFingerprint()), make_extract(SourceFingerprint(mode="stat"))
+    assert_frame_equal(content(), before)
+    assert_frame_equal(stat(), before)
+    assert len(calls) == 2
+
+    rewrite_keeping_size_and_mtime(path, after)
+    assert_frame_equal(stat(), before)  # stat mode: a stale cache hit
+    assert_frame_equal(content(), after)  # content mode: a miss, fresh data
+    assert len(calls) == 3

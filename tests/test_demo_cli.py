@@ -1,4 +1,4 @@
-"""``petl demo`` end to end in a subprocess (its own workdir and Prefect home), twice, and the
+"""``prefect-etl demo`` end to end in a subprocess (its own workdir and Prefect home), twice, and the
 CLI's argument handling."""
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from prefect_etl_blocks.cli import build_parser, main
 def test_demo_runs_twice_with_embedded_defaults(tmp_path: Path) -> None:
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_HOME": str(tmp_path / "home")}
     env.pop("PREFECT_API_URL", None)
-    petl = Path(sys.executable).with_name("petl")
     outputs = []
     for _ in range(2):
         result = subprocess.run(
-            [str(petl), "demo", "--workdir", str(tmp_path / "demo"), "--rows", "60000", "--files", "3"],
+            [sys.executable, "-m", "prefect_etl_blocks.cli", "demo", "--workdir", str(tmp_path / "demo"), "--rows", "60000", "--files", "3"],
             env=env, capture_output=True, text=True, timeout=380,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -52,9 +51,13 @@ def test_cli_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert "prefect-etl-blocks 0.1.0" in capsys.readouterr().out
     assert main([]) == 2
-    assert {"demo", "new", "templates", "register", "version"} <= set(build_parser()._subparsers._group_actions[0].choices)
+    commands = {"demo", "new", "templates", "register", "doctor", "history", "version"}
+    assert commands <= set(build_parser()._subparsers._group_actions[0].choices)
 
 
 def test_cli_rejects_bad_key_value(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit, match="'novalue' is not a key=value pair"):
-        main(["new", "etl-flow", "novalue"])
+    assert main(["new", "etl-flow", "--no-input", "novalue"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "prefect-etl new: 'novalue' is not a key=value answer; write for example "
+        "project_name='Sales ETL' (see `prefect-etl new --help`)."
+    ]

@@ -29,7 +29,7 @@ def narrative_text() -> str:
 def public_names() -> list[str]:
     from prefect_etl_blocks import cache_policies, serializers, tasks
 
-    names = [n for n in prefect_etl_blocks.__all__ if n not in ("errors", "__version__")]
+    names = [n for n in prefect_etl_blocks.__all__ if n not in ("errors", "checks", "__version__")]
     names += [n for n in ("extract_parquet", "load_to_duckdb", "run_duckdb_query") if hasattr(tasks, n)]
     for module in (cache_policies, serializers):
         for name, obj in vars(module).items():

@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pytest
@@ -29,6 +30,7 @@ from prefect_etl_blocks.errors import (
     ExtensionLoadError,
     InvalidIdentifierError,
     LoadError,
+    SchemaMismatchError,
 )
 
 
@@ -191,7 +193,9 @@ def test_failed_replace_leaves_the_old_table_exactly(db: DuckDBConnection) -> No
         db.load_frame(reader, "keep")
     assert_frame_equal(db.query("SELECT * FROM keep ORDER BY id"), original)
 
-    with pytest.raises(LoadError, match="left exactly as it was"):  # type error on append
+    # A string into a BIGINT column is refused before anything is written (it used to surface
+    # as a LoadError from DuckDB's cast; the schema contract now names the column and value).
+    with pytest.raises(SchemaMismatchError, match='column "id" is BIGINT but the data has VARCHAR'):
         db.load_frame(pl.DataFrame({"id": ["not a number"], "v": ["q"]}), "keep", mode="append")
     assert_frame_equal(db.query("SELECT * FROM keep ORDER BY id"), original)
 
@@ -446,3 +450,32 @@ def test_load_parquet_memory_does_not_grow_with_the_data(tmp_path: Path) -> None
         f"{small_growth / mib:.0f} MiB for {sizes['small'] / mib:.0f} MiB"
     )
     assert large_growth < sizes["large"], "peak memory reached the size of the whole dataset"
+
+
+def test_a_held_connection_mixes_fetches_queries_and_loads(db: DuckDBConnection) -> None:
+    """DuckDB 2.0 refuses work on a connection whose last result is unfinished; every method
+    finishes its own, so they mix freely inside ``with db:`` (as a flow that passes its held
+    block to ``load_to_duckdb`` does)."""
+    with db:
+        db.execute("CREATE TABLE big AS SELECT range AS i FROM range(100000)")
+        assert db.fetch_one("SELECT i FROM big ORDER BY i") == (0,)
+        assert db.query("SELECT count(*) AS n FROM big")["n"].to_list() == [100000]
+        db.execute("INSERT INTO big VALUES (1), (2)")
+        assert db.load_frame(pl.DataFrame({"i": [5]}), "big", mode="append") == 1
+        assert db.query("SELECT count(*) AS n FROM big")["n"].to_list() == [100003]
+
+
+def test_sql_refused_by_duckdb_is_a_query_error_with_a_fix(db: DuckDBConnection) -> None:
+    from prefect_etl_blocks.errors import DataError, QueryError
+
+    db.execute("CREATE TABLE sales (id INTEGER)")
+    with pytest.raises(QueryError, match=r"Table with name slaes does not exist.*Check the table and column names") as info:
+        db.query("SELECT * FROM slaes")
+    assert isinstance(info.value, DataError) and isinstance(info.value.__cause__, duckdb.CatalogException)
+    with pytest.raises(QueryError, match="Referenced column \"nope\" not found"):
+        db.fetch_all("SELECT nope FROM sales")
+    with pytest.raises(QueryError, match="Fix the SQL syntax"):
+        db.execute("SELEC 1")
+    with pytest.raises(QueryError):
+        db.fetch_many("SELECT * FROM absent", size=1)
+    assert db._cursors == {} and db._connection is None  # the file is not left locked

@@ -139,3 +139,26 @@ def test_s3_storage_options_without_credentials_block(s3_server, parquet_object:
     )
     assert source.read().height == sales_frame.height
     assert SECRET_KEY not in repr(source) and SECRET_KEY not in str(source.model_dump())
+
+
+def test_unreachable_object_store_is_transient_not_corrupt_on_every_read_path() -> None:
+    """A network failure is a TransientError (retried), never CorruptParquetError."""
+    import socket
+
+    from prefect_aws import AwsCredentials
+
+    from prefect_etl_blocks.errors import SourceUnavailableError, TransientError
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    credentials = AwsCredentials(
+        aws_access_key_id="petl-test", aws_secret_access_key="petl-test-secret", region_name="us-east-1",
+        aws_client_parameters={"endpoint_url": f"http://127.0.0.1:{port}"},
+    )
+    for path in ("s3://petl-absent/x.parquet", "s3://petl-absent/prefix/", "s3://petl-absent/*.parquet"):
+        source = ParquetSource(path=path, aws_credentials=credentials)
+        for read in (source.read, source.validate_data, source.files):
+            with pytest.raises(SourceUnavailableError, match="the object store did not answer") as info:
+                read()
+            assert isinstance(info.value, TransientError) and path in str(info.value)

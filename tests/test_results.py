@@ -4,9 +4,13 @@ through moto's S3 server over real HTTP, a cache hit in a fresh process, and S3 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import io
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import uuid
@@ -22,9 +26,11 @@ from prefect.filesystems import LocalFileSystem
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.standard_test_suites.blocks import BlockStandardTestSuite
 from prefect_aws import AwsCredentials
+from pydantic import SecretStr
 
 from prefect_etl_blocks import PolarsParquetSerializer, S3ResultStorage, dataframe_result_options
 from prefect_etl_blocks.errors import CorruptResultError, ResultStorageError, UnsavedBlockError
+from prefect_etl_blocks.serializers import SIGNING_KEY_ENV, signing_key_id
 from tests.fixtures.data import make_sales
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_moto_server
 
@@ -492,3 +498,279 @@ def test_storage_errors_name_the_object_the_endpoint_and_the_fix(private_s3) -> 
     assert isinstance(caught.value, OSError)
     with pytest.raises(ResultStorageError, match=r"^Could not write result s3://"):
         storage.write_path("new", content=b"y")
+
+
+# ---------------------------------------------------------------- signed results
+
+SIGNING_KEY = "petl-results-signing-key-5d2f8e1a9c7b3e60"
+OTHER_SIGNING_KEY = "petl-rotated-signing-key-93b1c0d4e7a6f528"
+
+
+class LeavesMarker:
+    """Unpickling this creates ``path``: the stand-in for code run by a forged pickle."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def forged_envelope(payload: bytes, kind: str, encoding: str, compression: str | None) -> bytes:
+    """What someone who can write the bucket can make: right size and SHA-256, no key."""
+    head = {
+        "petl": "polars-parquet",
+        "version": 1,
+        "kind": kind,
+        "encoding": encoding,
+        "compression": compression,
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + base64.b64encode(payload)
+
+
+def forged_frame_envelope(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return forged_envelope(buffer.getvalue(), "polars.DataFrame", "parquet", "zstd")
+
+
+def forged_pickle_envelope(marker: Path) -> bytes:
+    return forged_envelope(pickle.dumps(LeavesMarker(marker)), "object", "pickle", None)
+
+
+def envelope_header(envelope: str | bytes) -> dict:
+    text = envelope if isinstance(envelope, str) else envelope.decode()
+    return json.loads(text.split("\n", 1)[0])
+
+
+def records_by_kind(s3_client, bucket: str) -> dict[str, tuple[str, dict]]:
+    """The polars-parquet result records in the bucket, by the kind in their envelope."""
+    found = {}
+    for key, body in objects(s3_client, bucket).items():
+        if serializer_type(body) == "polars-parquet":
+            record = json.loads(body)
+            found[envelope_header(record["result"])["kind"]] = (key, record)
+    return found
+
+
+def put_forged_result(s3_client, bucket: str, key: str, record: dict, envelope: bytes) -> None:
+    s3_client.put_object(
+        Bucket=bucket, Key=key, Body=json.dumps({**record, "result": envelope.decode()}).encode()
+    )
+
+
+@pytest.fixture
+def signing_env(monkeypatch):
+    """Sets or clears the signing key for this process, as a worker's environment would."""
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+
+    def set_key(key: str | None) -> None:
+        if key is None:
+            monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+        else:
+            monkeypatch.setenv(SIGNING_KEY_ENV, key)
+
+    return set_key
+
+
+def two_cached_tasks(result_storage, calls: list[str]):
+    """A flow with a frame task and a non-frame (pickled) task, both cached on S3."""
+    options = result_storage.dataframe_result_options(cache_policy=INPUTS + TASK_SOURCE)
+
+    @task(**options)
+    def frame_task(tag: str) -> pl.DataFrame:
+        calls.append("frame")
+        return make_sales(120)
+
+    @task(**options)
+    def object_task(tag: str) -> dict:
+        calls.append("object")
+        return {"tag": tag, "rows": 120}
+
+    @flow
+    def pipeline(tag: str) -> tuple[pl.DataFrame, dict]:
+        return frame_task(tag), object_task(tag)
+
+    return pipeline
+
+
+def test_signed_results_round_trip_through_s3(result_storage, s3_client, bucket, signing_env):
+    signing_env(SIGNING_KEY)
+    calls: list[str] = []
+    pipeline = two_cached_tasks(result_storage, calls)
+    tag = uuid.uuid4().hex
+    first = pipeline(tag)
+    stored = records_by_kind(s3_client, bucket)
+    assert set(stored) == {"polars.DataFrame", "object"}
+    for _, record in stored.values():
+        head = envelope_header(record["result"])
+        assert head["alg"] == "hmac-sha256"
+        assert head["kid"] == signing_key_id(SIGNING_KEY)
+        assert len(head["hmac"]) == 64
+        assert SIGNING_KEY not in json.dumps(record)
+    second = pipeline(tag)
+    assert calls == ["frame", "object"]  # both read back from S3, signature checked
+    assert_frame_equal(second[0], first[0])
+    assert second[1] == first[1] == {"tag": tag, "rows": 120}
+
+
+def test_key_on_the_serializer_signs_and_the_environment_key_verifies(
+    result_storage, s3_client, bucket, signing_env
+):
+    """Prefect reads a result with a serializer rebuilt from the stored record, which never
+    holds the key: the field signs what the task writes, the environment verifies reads."""
+    serializer = PolarsParquetSerializer(signing_key=SecretStr(SIGNING_KEY))
+    calls: list[int] = []
+
+    @task(
+        result_storage=result_storage,
+        result_serializer=serializer,
+        persist_result=True,
+        cache_policy=INPUTS + TASK_SOURCE,
+    )
+    def extract(rows: int) -> pl.DataFrame:
+        calls.append(rows)
+        return make_sales(rows)
+
+    @flow
+    def pipeline(rows: int) -> pl.DataFrame:
+        return extract(rows)
+
+    rows = 50 + uuid.uuid4().int % 50
+    pipeline(rows)
+    ((_, record),) = records_by_kind(s3_client, bucket).values()
+    assert envelope_header(record["result"])["kid"] == signing_key_id(SIGNING_KEY)
+    assert "signing_key" not in record["metadata"]["serializer"]
+    signing_env(SIGNING_KEY)
+    assert_frame_equal(pipeline(rows), make_sales(rows))
+    assert calls == [rows]
+    signing_env(OTHER_SIGNING_KEY)  # a reader with another key: refused, so recomputed
+    assert_frame_equal(pipeline(rows), make_sales(rows))
+    assert calls == [rows, rows]
+
+
+def test_forged_results_in_the_bucket_are_refused_and_recomputed(
+    result_storage, s3_client, bucket, signing_env, tmp_path
+):
+    calls: list[str] = []
+    pipeline = two_cached_tasks(result_storage, calls)
+    tag = uuid.uuid4().hex
+    genuine = make_sales(120)
+    tampered = genuine.with_columns(pl.col("value") * 1000)
+
+    # Without a key, a forged frame with a correct SHA-256 is served as a cache hit.
+    pipeline(tag)
+    stored = records_by_kind(s3_client, bucket)
+    frame_key, frame_record = stored["polars.DataFrame"]
+    put_forged_result(s3_client, bucket, frame_key, frame_record, forged_frame_envelope(tampered))
+    assert_frame_equal(pipeline(tag)[0], tampered)
+    assert calls == ["frame", "object"]
+
+    # With the key, neither forgery is read: both tasks recompute, nothing is unpickled.
+    signing_env(SIGNING_KEY)
+    marker = tmp_path / "marker"
+    object_key, object_record = stored["object"]
+    put_forged_result(s3_client, bucket, frame_key, frame_record, forged_frame_envelope(tampered))
+    put_forged_result(s3_client, bucket, object_key, object_record, forged_pickle_envelope(marker))
+    frame, obj = pipeline(tag)
+    assert calls == ["frame", "object", "frame", "object"]
+    assert not marker.exists()
+    assert_frame_equal(frame, genuine)
+    assert obj == {"tag": tag, "rows": 120}
+
+    # The recomputed results replaced the forgeries, signed, and are cache hits from now on.
+    for key, record in records_by_kind(s3_client, bucket).values():
+        assert key in (frame_key, object_key)
+        assert envelope_header(record["result"])["kid"] == signing_key_id(SIGNING_KEY)
+    frame, obj = pipeline(tag)
+    assert calls == ["frame", "object", "frame", "object"]
+    assert_frame_equal(frame, genuine)
+
+
+def test_unsigned_results_from_before_the_key_are_recomputed_once(
+    result_storage, s3_client, bucket, signing_env
+):
+    calls: list[str] = []
+    pipeline = two_cached_tasks(result_storage, calls)
+    tag = uuid.uuid4().hex
+    pipeline(tag)
+    assert all(
+        "hmac" not in envelope_header(r["result"])
+        for _, r in records_by_kind(s3_client, bucket).values()
+    )
+    signing_env(SIGNING_KEY)
+    pipeline(tag)
+    assert calls == ["frame", "object", "frame", "object"]
+    pipeline(tag)
+    assert calls == ["frame", "object", "frame", "object"]
+
+
+def test_wrong_key_and_forgeries_fail_the_task_when_cache_keys_are_kept_apart(
+    private_s3, signing_env, tmp_path
+) -> None:
+    """With cache metadata kept apart, a result that fails its signature is not a miss: the
+    task fails with an error naming both key ids, and a forged pickle is never unpickled."""
+    storage = private_s3.storage()
+    policy = (INPUTS + TASK_SOURCE).configure(key_storage=tmp_path / "cache-keys")
+    calls: list[int] = []
+
+    @task(**storage.dataframe_result_options(cache_policy=policy))
+    def summary(rows: int) -> dict:
+        calls.append(rows)
+        return {"rows": rows}
+
+    @flow
+    def pipeline(rows: int):
+        return summary(rows, return_state=True)
+
+    signing_env(SIGNING_KEY)
+    assert pipeline(7).result() == {"rows": 7}
+    ((key, whole),) = private_s3.objects().items()
+    assert envelope_header(whole)["kid"] == signing_key_id(SIGNING_KEY)
+
+    signing_env(OTHER_SIGNING_KEY)  # a worker given another key
+    state = pipeline(7, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CorruptResultError) as caught:
+        state.result()
+    assert str(caught.value).startswith(
+        f"polars-parquet result of kind 'object' is signed with key id "
+        f"{signing_key_id(SIGNING_KEY)}, but this process's key (from the environment variable "
+        f"{SIGNING_KEY_ENV}) has key id {signing_key_id(OTHER_SIGNING_KEY)}."
+    )
+    assert SIGNING_KEY not in str(caught.value) and OTHER_SIGNING_KEY not in str(caught.value)
+
+    signing_env(SIGNING_KEY)
+    marker = tmp_path / "marker"
+    private_s3.client.put_object(
+        Bucket=private_s3.bucket, Key=key, Body=forged_pickle_envelope(marker)
+    )
+    state = pipeline(7, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CorruptResultError, match="is not signed, but this process has a result"):
+        state.result()
+    assert not marker.exists()
+    assert calls == [7]
+
+
+def test_a_record_naming_another_serializer_is_refused_with_a_key(
+    result_storage, s3_client, bucket, signing_env, tmp_path
+):
+    signing_env(SIGNING_KEY)
+    calls: list[str] = []
+    pipeline = two_cached_tasks(result_storage, calls)
+    tag = uuid.uuid4().hex
+    pipeline(tag)
+    frame_key, frame_record = records_by_kind(s3_client, bucket)["polars.DataFrame"]
+    marker = tmp_path / "marker"
+    forged = {
+        "metadata": {**frame_record["metadata"], "serializer": {"type": "pickle"}},
+        "result": base64.b64encode(pickle.dumps(LeavesMarker(marker))).decode(),
+    }
+    s3_client.put_object(Bucket=bucket, Key=frame_key, Body=json.dumps(forged).encode())
+    frame, _ = pipeline(tag)
+    assert not marker.exists()
+    assert calls == ["frame", "object", "frame"]
+    assert_frame_equal(frame, make_sales(120))

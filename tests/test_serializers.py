@@ -4,8 +4,12 @@ and registration in fresh processes."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -21,9 +25,11 @@ from polars.testing.parametric import dataframes
 from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 from prefect.results import resolve_serializer
 from prefect.serializers import PickleSerializer, Serializer
+from pydantic import SecretBytes, SecretStr
 
 from prefect_etl_blocks import PolarsParquetSerializer
-from prefect_etl_blocks.errors import CorruptResultError, PrefectETLBlocksError
+from prefect_etl_blocks.errors import CorruptResultError, DataError, PrefectETLBlocksError
+from prefect_etl_blocks.serializers import SigningKeyError, check_stored_record, signing_key_id
 from tests.fixtures.data import make_sales
 
 HYPOTHESIS = settings(
@@ -418,4 +424,428 @@ def test_newer_envelope_version_message(stored_blob: bytes) -> None:
     assert str(caught.value) == (
         "polars-parquet result has envelope version 2, but this prefect-etl-blocks reads "
         "version 1. Upgrade prefect-etl-blocks in this process to the version that wrote it."
+    )
+
+
+# ---------------------------------------------------------------- signing
+
+KEY = "petl-test-signing-key-4f1c9a2b7e30d8c6"
+OTHER_KEY = "petl-other-signing-key-0b9e8d7c6a5f4e3d"
+ENV = "PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY"
+
+
+@pytest.fixture(autouse=True)
+def _no_signing_key_from_the_environment(monkeypatch) -> None:
+    """Tests set the key themselves; one left in the caller's environment must not leak in."""
+    monkeypatch.delenv(ENV, raising=False)
+
+
+def signed(key: str = KEY) -> PolarsParquetSerializer:
+    return PolarsParquetSerializer(signing_key=SecretStr(key))
+
+
+def envelope(payload: bytes, kind: str, encoding: str, compression: str | None, **extra) -> bytes:
+    """An envelope built by hand, as someone who can write the bucket would: the size and
+    SHA-256 are right, so only a signature can tell it from a genuine result."""
+    head = {
+        "petl": "polars-parquet",
+        "version": 1,
+        "kind": kind,
+        "encoding": encoding,
+        "compression": compression,
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        **extra,
+    }
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + base64.b64encode(payload)
+
+
+class LeavesMarker:
+    """Unpickling this creates ``path``: the stand-in for arbitrary code run by a pickle."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def forged_pickle(marker, **extra) -> bytes:
+    return envelope(pickle.dumps(LeavesMarker(marker)), "object", "pickle", None, **extra)
+
+
+def forged_frame(frame: pl.DataFrame, **extra) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return envelope(buffer.getvalue(), "polars.DataFrame", "parquet", "zstd", **extra)
+
+
+def test_signed_envelope_header_and_the_exact_signed_bytes() -> None:
+    blob = signed().dumps(make_sales(100))
+    line, body = blob.split(b"\n", 1)
+    head = header(blob)
+    assert list(head)[-3:] == ["alg", "kid", "hmac"]
+    assert head["alg"] == "hmac-sha256"
+    assert head["kid"] == hashlib.sha256(KEY.encode()).hexdigest()[:8]
+    # Signed bytes: the header line without its last member `,"hmac":"..."`, "\n", the base64.
+    unsigned_line = line[: line.rindex(b',"hmac":')] + b"}"
+    expected = hmac.new(KEY.encode(), unsigned_line + b"\n" + body, hashlib.sha256).hexdigest()
+    assert head["hmac"] == expected
+    assert KEY.encode() not in blob
+
+
+def test_signing_key_as_secret_bytes() -> None:
+    serializer = PolarsParquetSerializer(signing_key=SecretBytes(KEY.encode()))
+    blob = serializer.dumps({"a": 1})
+    assert header(blob)["kid"] == signing_key_id(KEY)
+    assert signed().loads(blob) == {"a": 1}
+
+
+@HYPOTHESIS
+@given(frame=dataframes(max_size=30, allow_null=True))
+def test_signed_polars_frames_round_trip(frame: pl.DataFrame) -> None:
+    serializer = signed()
+    blob = serializer.dumps(frame)
+    assert header(blob)["encoding"] == "parquet" and "hmac" in header(blob)
+    assert_frame_equal(serializer.loads(blob), frame)
+    assert_frame_equal(serializer.loads(serializer.dumps(frame.lazy())).collect(), frame)
+
+
+@pytest.mark.parametrize("obj", [{"rows": 3}, Marker(7), None, pl.Series("s", [1, 2])])
+def test_signed_non_frame_objects_round_trip(obj) -> None:
+    serializer = signed()
+    blob = serializer.dumps(obj)
+    assert header(blob)["encoding"] == "pickle" and "hmac" in header(blob)
+    loaded = serializer.loads(blob)
+    assert loaded.equals(obj) if isinstance(obj, pl.Series) else loaded == obj
+
+
+def test_signed_envelopes_stay_readable_without_a_key() -> None:
+    """Old readers ignore the extra members; a reader without a key checks only the SHA-256."""
+    frame = make_sales(50)
+    assert_frame_equal(PolarsParquetSerializer().loads(signed().dumps(frame)), frame)
+
+
+def test_environment_key_is_read_at_every_call(monkeypatch) -> None:
+    serializer = PolarsParquetSerializer()  # built before the key is set, as Prefect does
+    unsigned = serializer.dumps({"a": 1})
+    monkeypatch.setenv(ENV, KEY)
+    blob = serializer.dumps({"a": 1})
+    assert header(blob)["kid"] == signing_key_id(KEY)
+    assert serializer.loads(blob) == {"a": 1}
+    with pytest.raises(CorruptResultError, match="is not signed"):
+        serializer.loads(unsigned)
+    monkeypatch.setenv(ENV, "")  # set to nothing: no key
+    assert "hmac" not in header(serializer.dumps({"a": 1}))
+    assert serializer.loads(unsigned) == {"a": 1}
+
+
+def test_the_field_wins_over_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv(ENV, OTHER_KEY)
+    blob = signed(KEY).dumps({"a": 1})
+    assert header(blob)["kid"] == signing_key_id(KEY)
+    with pytest.raises(CorruptResultError, match="from the environment variable"):
+        PolarsParquetSerializer().loads(blob)
+    assert signed(KEY).loads(blob) == {"a": 1}
+
+
+def test_unsigned_result_is_refused_with_a_key() -> None:
+    blob = PolarsParquetSerializer().dumps(make_sales(20))
+    with pytest.raises(CorruptResultError) as caught:
+        signed().loads(blob)
+    assert str(caught.value) == (
+        "polars-parquet result of kind 'polars.DataFrame' is not signed, but this process has "
+        f"a result signing key (key id {signing_key_id(KEY)}, from the serializer's "
+        "signing_key). It was written before the key was set, by a process without the key, "
+        "or by someone else who can write the result storage. Unsigned results from before "
+        "the key was set must be re-computed. Nothing in it was decoded. Give every process "
+        "that writes or reads these results the same key "
+        "(PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY or signing_key), then re-run the task with "
+        "refresh_cache=True, or delete the object, to replace it."
+    )
+    assert isinstance(caught.value, DataError)
+
+
+def test_wrong_key_is_refused_with_both_key_ids(monkeypatch) -> None:
+    blob = signed(OTHER_KEY).dumps(make_sales(20))
+    monkeypatch.setenv(ENV, KEY)
+    with pytest.raises(CorruptResultError) as caught:
+        PolarsParquetSerializer().loads(blob)
+    assert str(caught.value).startswith(
+        f"polars-parquet result of kind 'polars.DataFrame' is signed with key id "
+        f"{signing_key_id(OTHER_KEY)}, but this process's key (from the environment variable "
+        f"PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY) has key id {signing_key_id(KEY)}. The writer "
+        "used another key (keys differ between workers, or the key was rotated). Nothing in "
+        "it was decoded."
+    )
+
+
+def test_forged_frame_with_a_correct_sha256_is_refused() -> None:
+    genuine = make_sales(200)
+    forged = forged_frame(genuine.with_columns(pl.col("value") * 100))
+    # Without a key the forgery is indistinguishable from a genuine result: the threat.
+    assert not PolarsParquetSerializer().loads(forged).equals(genuine)
+    with pytest.raises(CorruptResultError, match="is not signed"):
+        signed().loads(forged)
+    # Copying a genuine envelope's signature members onto the forgery does not help.
+    members = {k: header(signed().dumps(genuine))[k] for k in ("alg", "kid", "hmac")}
+    with pytest.raises(CorruptResultError) as caught:
+        signed().loads(forged_frame(genuine.with_columns(pl.col("value") * 100), **members))
+    assert "has a signature that does not match its contents" in str(caught.value)
+
+
+def test_forged_pickle_is_refused_before_anything_is_unpickled(tmp_path) -> None:
+    control = tmp_path / "control-marker"
+    PolarsParquetSerializer().loads(forged_pickle(control))  # without a key the code runs
+    assert control.exists()
+
+    marker = tmp_path / "marker"
+    attacker = {"alg": "hmac-sha256", "kid": signing_key_id(KEY), "hmac": "0" * 64}
+    forgeries = {
+        "unsigned": forged_pickle(marker),
+        "own-key-id-bad-mac": forged_pickle(marker, **attacker),
+        "attackers-key-id": forged_pickle(marker, **{**attacker, "kid": signing_key_id("x" * 32)}),
+    }
+    for name, blob in forgeries.items():
+        with pytest.raises(CorruptResultError, match="Nothing in it was decoded"):
+            signed().loads(blob)
+        assert not marker.exists(), name
+
+
+def test_signature_copied_from_a_genuine_envelope_does_not_cover_a_pickle(tmp_path) -> None:
+    """What someone without the key can do with a genuinely signed result: refused."""
+    marker = tmp_path / "marker"
+    genuine = header(signed(OTHER_KEY).dumps({"placeholder": True}))
+    forged = forged_pickle(marker, **{k: genuine[k] for k in ("alg", "kid", "hmac")})
+    with pytest.raises(CorruptResultError, match="is signed with key id"):
+        signed(KEY).loads(forged)
+    with pytest.raises(CorruptResultError, match="does not match its contents"):
+        signed(OTHER_KEY).loads(forged)
+    assert not marker.exists()
+
+
+def test_changing_any_header_member_breaks_the_signature() -> None:
+    blob = signed().dumps(make_sales(50))
+    for old, new in [(b'"zstd"', b'"gzip"'), (b'"polars.DataFrame"', b'"pyarrow.Table"')]:
+        with pytest.raises(CorruptResultError, match="does not match its contents"):
+            signed().loads(blob.replace(old, new, 1))
+
+
+def test_changed_payload_is_refused_before_it_is_decoded() -> None:
+    blob = signed().dumps(make_sales(50))
+    start = blob.index(b"\n") + 1
+    flipped = blob[:start] + (b"B" if blob[start : start + 1] != b"B" else b"C") + blob[start + 1 :]
+    with pytest.raises(CorruptResultError, match="does not match its contents"):
+        signed().loads(flipped)
+
+
+def test_the_key_appears_in_no_repr_dump_or_error(monkeypatch, capsys) -> None:
+    serializer = signed()
+    texts = [repr(serializer), str(serializer), serializer.model_dump_json()]
+    texts.append(json.dumps(serializer.model_dump()))
+    texts.append(json.dumps(serializer.model_dump(mode="json")))
+    texts.append(ResultRecordMetadata(serializer=serializer).dump_bytes().decode())
+    record = ResultRecord(
+        result=make_sales(5), metadata=ResultRecordMetadata(serializer=serializer)
+    )
+    texts.append(record.serialize().decode())
+    for wrong in (PolarsParquetSerializer().dumps(1), signed(OTHER_KEY).dumps(1)):
+        with pytest.raises(CorruptResultError) as caught:
+            serializer.loads(wrong)
+        texts.append(str(caught.value))
+    for bad in (KEY, SecretStr(KEY[:10])):
+        with pytest.raises(ValueError) as caught:
+            PolarsParquetSerializer(signing_key=bad)
+        texts += [str(caught.value), repr(caught.value)]
+    monkeypatch.setenv(ENV, KEY[:10])
+    with pytest.raises(SigningKeyError) as caught:
+        PolarsParquetSerializer().dumps(1)
+    texts.append(str(caught.value))
+    texts.append(capsys.readouterr().out)
+    assert "signing_key" not in serializer.model_dump()
+    for text in texts:
+        assert KEY not in text and KEY[:10] not in text, text
+
+
+def test_plain_string_key_is_refused_so_stored_metadata_cannot_choose_it() -> None:
+    with pytest.raises(ValueError, match="signing_key takes a pydantic SecretStr or SecretBytes"):
+        PolarsParquetSerializer(signing_key=KEY)
+    # What someone who can write the bucket would try: metadata that brings its own key.
+    forged = json.dumps({"serializer": {"type": "polars-parquet", "signing_key": KEY}})
+    with pytest.raises(ValueError, match="not a str"):
+        ResultRecordMetadata.load_bytes(forged.encode())
+
+
+def test_short_keys_are_refused(monkeypatch) -> None:
+    with pytest.raises(ValueError, match="is 15 bytes long; use a random key of at least 16"):
+        PolarsParquetSerializer(signing_key=SecretStr("k" * 15))
+    monkeypatch.setenv(ENV, "k" * 15)
+    with pytest.raises(SigningKeyError) as caught:
+        PolarsParquetSerializer().loads(
+            PolarsParquetSerializer(signing_key=SecretStr(KEY)).dumps(1)
+        )
+    assert str(caught.value).startswith(
+        "The result signing key from the environment variable "
+        "PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY is 15 bytes long"
+    )
+    assert isinstance(caught.value, DataError)
+
+
+# ---------------------------------------------------------------- defensive header
+
+
+def _header_line(**members) -> bytes:
+    return json.dumps(members, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "line, detail",
+    [
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"polars.DataFrame","encoding":"parquet",'
+            b'"encoding":"pickle","compression":null,"size":1,"sha256":"00"}',
+            "member 'encoding' appears twice",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":1.0,"sha256":"00"}',
+            "the number 1.0 is not allowed in the header",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":NaN,"sha256":"00"}',
+            "NaN is not allowed in the header",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":1,"sha256":"00","exec":"x"}',
+            "unknown header members ['exec']",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"polars.DataFrame","encoding":"pickle",'
+            b'"compression":null,"size":1,"sha256":"00"}',
+            "encoding 'pickle' does not go with kind 'polars.DataFrame'",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"marshal",'
+            b'"compression":null,"size":1,"sha256":"00"}',
+            "unknown encoding 'marshal'",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":true,"sha256":"00"}',
+            "size True is not a byte count",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":1,"sha256":"00"}',
+            "sha256 is not 64 lowercase hex digits",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"polars.DataFrame",'
+            b'"encoding":"parquet","compression":"lzma","size":1,"sha256":"00"}',
+            "unknown compression 'lzma'",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":1,"sha256":"' + b"0" * 64 + b'","alg":"hmac-md5",'
+            b'"kid":"00000000","hmac":"' + b"0" * 64 + b'"}',
+            "unknown signature algorithm 'hmac-md5'",
+        ),
+        (
+            b'{"petl":"polars-parquet","version":1,"kind":"object","encoding":"pickle",'
+            b'"compression":null,"size":1,"sha256":"' + b"0" * 64 + b'","kid":"00000000"}',
+            "signature members ['kid'] without ['alg', 'hmac']",
+        ),
+        (b'{"petl":"polars-parquet","version":"1"}', "version '1' is not an integer"),
+        (b'{"petl":"polars-parquet"\xff}', "'ascii' codec can't decode byte 0xff"),
+    ],
+    ids=[
+        "duplicate-member",
+        "float",
+        "nan",
+        "unknown-member",
+        "pickle-for-a-frame-kind",
+        "unknown-encoding",
+        "bool-size",
+        "bad-sha256",
+        "unknown-compression",
+        "unknown-algorithm",
+        "partial-signature",
+        "string-version",
+        "not-ascii",
+    ],
+)
+def test_header_allow_list_refuses_before_decoding(tmp_path, line, detail) -> None:
+    marker = tmp_path / "marker"
+    blob = line + b"\n" + base64.b64encode(pickle.dumps(LeavesMarker(marker)))
+    with pytest.raises(CorruptResultError) as caught:
+        PolarsParquetSerializer().loads(blob)
+    assert str(caught.value).startswith(
+        f"polars-parquet result has an unreadable header ({detail}"
+    ), str(caught.value)
+    assert not marker.exists()
+
+
+def test_unknown_kind_asks_for_an_upgrade() -> None:
+    blob = envelope(b"x", "polars.Series", "parquet", "zstd")
+    with pytest.raises(CorruptResultError) as caught:
+        PolarsParquetSerializer().loads(blob)
+    assert str(caught.value) == (
+        "polars-parquet result has unknown kind 'polars.Series'. Upgrade prefect-etl-blocks in "
+        "this process to the version that wrote it."
+    )
+
+
+# ---------------------------------------------------------------- stored records
+
+
+def test_check_stored_record_does_nothing_without_a_key() -> None:
+    record = ResultRecord(result={"a": 1}, metadata=ResultRecordMetadata())  # Prefect's pickle
+    check_stored_record(record.serialize())
+    check_stored_record(b"anything at all")
+
+
+def test_check_stored_record_passes_what_signing_protects(monkeypatch) -> None:
+    monkeypatch.setenv(ENV, KEY)
+    serializer = PolarsParquetSerializer(compression="gzip", compression_level=5)
+    record = ResultRecord(
+        result=make_sales(5), metadata=ResultRecordMetadata(serializer=serializer)
+    )
+    check_stored_record(record.serialize())
+    check_stored_record(record.metadata.dump_bytes())  # metadata kept apart (key_storage)
+    check_stored_record(serializer.dumps(make_sales(5)))  # the bare envelope beside it
+
+
+@pytest.mark.parametrize(
+    "content, named",
+    [
+        (
+            ResultRecord(result={"a": 1}, metadata=ResultRecordMetadata()).serialize(),
+            "names the serializer 'pickle'",
+        ),
+        (
+            json.dumps(
+                {"metadata": {"serializer": {"type": "polars-parquet", "signing_key": "x" * 32}}}
+            ).encode(),
+            "names a polars-parquet serializer with the settings ['signing_key', 'type']",
+        ),
+        (
+            b'{"metadata":{"serializer":{"type":"polars-parquet"}},'
+            b'"metadata":{"serializer":{"type":"pickle"}}}',
+            "names no serializer this library can check",
+        ),
+        (b"\x80\x04K\x01.", "names no serializer this library can check"),
+    ],
+    ids=["prefects-pickle", "own-key-in-metadata", "duplicate-metadata", "not-json"],
+)
+def test_check_stored_record_refuses_what_no_signature_protects(monkeypatch, content, named):
+    monkeypatch.setenv(ENV, KEY)
+    with pytest.raises(CorruptResultError) as caught:
+        check_stored_record(content, "s3://bucket/key")
+    assert str(caught.value).startswith(f"s3://bucket/key {named}, but a result signing key is set")
+    assert str(caught.value).endswith(
+        "Nothing in it was decoded. Persist every task and flow result in this storage with "
+        'result_serializer="polars-parquet" (dataframe_result_options does), then re-run the '
+        "task with refresh_cache=True, or delete the object, to replace it."
     )

@@ -1,5 +1,5 @@
 """Against a real ``prefect server start`` on loopback: block registration (Prefect's command and
-``petl register``), saving and loading blocks across processes, secret masking, and a baked
+``prefect-etl register``), ``prefect-etl doctor`` on a healthy and a broken setup, saving and loading blocks across processes, secret masking, and a baked
 ``etl-flow`` project deployed with ``prefect deploy`` and run by a ``prefect worker``."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from tests.fixtures.smtp import free_port
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.xdist_group("prefect_server"), pytest.mark.timeout(600)]
 
 OUR_SLUGS = {"duckdb-connection", "parquet-source", "s3-result-storage", "email-notifier"}
+# The command line as a module: works whether or not the `prefect-etl` script is installed yet.
+CLI = [sys.executable, "-m", "prefect_etl_blocks.cli"]
 SECRETS = {"aws": "aws-secret-never-shown", "smtp": "smtp-secret-never-shown", "storage": "storage-option-secret"}
 
 
@@ -44,25 +46,83 @@ def test_prefect_block_register_module(prefect_server: PrefectServer) -> None:
     assert OUR_SLUGS <= block_type_slugs(prefect_server)
 
 
-def test_petl_register_prints_what_it_registered(prefect_server: PrefectServer) -> None:
-    result = run([str(BIN / "petl"), "register"], prefect_server)
+def test_prefect_etl_register_prints_what_it_registered(prefect_server: PrefectServer) -> None:
+    result = run([*CLI, "register"], prefect_server)
     assert result.returncode == 0, result.stderr
     for slug in OUR_SLUGS | {"aws-credentials"}:
         assert f"registered {slug}" in result.stdout
     assert f"block types registered with {prefect_server.api_url}" in result.stdout
 
 
-def test_petl_register_without_an_api_says_so(prefect_server: PrefectServer) -> None:
+def test_prefect_etl_register_without_an_api_says_so(prefect_server: PrefectServer) -> None:
     env = prefect_server.env()
     env.pop("PREFECT_API_URL")
-    result = subprocess.run([str(BIN / "petl"), "register"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*CLI, "register"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "no Prefect API configured (PREFECT_API_URL is not set)" in result.stderr
     dead = f"http://127.0.0.1:{free_port()}/api"
     started = time.monotonic()
-    result = run([str(BIN / "petl"), "register", "--timeout", "3"], prefect_server, PREFECT_API_URL=dead)
+    result = run([*CLI, "register", "--timeout", "3"], prefect_server, PREFECT_API_URL=dead)
     assert result.returncode == 1 and f"the Prefect API at {dead} did not answer" in result.stderr
     assert time.monotonic() - started < 60
+
+
+def test_prefect_etl_doctor_healthy_then_broken(
+    prefect_server: PrefectServer, tmp_path: Path, s3_server, aws_credentials, bucket: str, smtp_plain
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from prefect_etl_blocks import EmailNotifier, S3ResultStorage
+    from prefect_etl_blocks.registration import call_with_deadline
+
+    project = tmp_path / "doctor-etl"
+    project.mkdir()
+    (project / ".cookiecutter.json").write_text(json.dumps(
+        {"project_slug": "doctor-etl", "module_name": "doctor_etl", "duckdb_path": "warehouse.duckdb"}
+    ))
+    database = project / "warehouse.duckdb"
+    duckdb.connect(str(database)).close()
+
+    def setup() -> None:
+        S3ResultStorage(bucket_name=bucket, bucket_folder="results", credentials=aws_credentials).save(
+            "doctor-results", overwrite=True
+        )
+        EmailNotifier(smtp_server=smtp_plain.host, smtp_port=smtp_plain.port, smtp_type="INSECURE",
+                      from_address="etl@example.com").save("doctor-mail", overwrite=True)
+        with get_client(sync_client=True) as client:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name="doctor-etl-duckdb-writes", limit=1)
+            )
+
+    call_with_deadline(setup, 30, prefect_server.api_url)
+    options = ["--result-storage", "doctor-results", "--notifier", "doctor-mail"]
+    healthy = run([*CLI, "doctor", *options], prefect_server, cwd=project, timeout=120)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    lines = healthy.stdout.splitlines()
+    assert [line[:4] for line in lines[:7]] == ["ok  "] * 7, healthy.stdout
+    assert "doctor-etl-duckdb-writes (limit 1) (from .cookiecutter.json)" in lines[3]
+    assert lines[-1] == "healthy: 7 ok, 0 FAIL, 0 skip"
+    assert smtp_plain.mailbox.messages == []
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys\ncon = duckdb.connect({str(database)!r})\n"
+         "print('ready', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        broken = run([*CLI, "doctor", "--limit", "doctor-etl-absent", *options], prefect_server,
+                     cwd=project, timeout=120)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    lines = broken.stdout.splitlines()
+    assert lines[3].startswith("FAIL  concurrency limits  missing: doctor-etl-absent -- fix: ")
+    assert lines[4].startswith(f"FAIL  DuckDB file         {database} is locked by process {holder.pid} (")
+    assert lines[-1] == "2 check(s) failed: 5 ok, 2 FAIL, 0 skip"
+    assert broken.stderr == ""
 
 
 _SAVE = textwrap.dedent(

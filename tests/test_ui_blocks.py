@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def browse(url: str, tmp_path: Path, *, screenshot: Path | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def registered(prefect_server: PrefectServer) -> PrefectServer:
-    result = subprocess.run([str(BIN / "petl"), "register"], env=prefect_server.env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "prefect_etl_blocks.cli", "register"], env=prefect_server.env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return prefect_server
 

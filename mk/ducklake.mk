@@ -1,0 +1,25 @@
+# The DuckLake leg: a second venv on DuckDB 1.5.5 with the [ducklake] extra (the DuckLake,
+# postgres and httpfs extensions as pip wheels, so nothing is downloaded from DuckDB's servers).
+# Included from the Makefile: `include mk/ducklake.mk`.
+DUCKLAKE_VENV ?= .venv-ducklake
+DUCKLAKE_DUCKDB := 1.5.5
+DUCKLAKE_STAMP := $(DUCKLAKE_VENV)/.installed-$(DUCKLAKE_DUCKDB)
+
+.PHONY: ducklake-venv test-ducklake bench-ducklake
+
+$(DUCKLAKE_STAMP): pyproject.toml
+	test -x $(DUCKLAKE_VENV)/bin/python || $(PYTHON) -m venv $(DUCKLAKE_VENV)
+	$(DUCKLAKE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DUCKLAKE_VENV)/bin/python -m pip install --quiet -e '.[dev,dask,ducklake]' \
+	  'duckdb==$(DUCKLAKE_DUCKDB)' 'duckdb-extension-ducklake==$(DUCKLAKE_DUCKDB)' \
+	  'duckdb-extension-postgres-scanner==$(DUCKLAKE_DUCKDB)' 'duckdb-extension-httpfs==$(DUCKLAKE_DUCKDB)'
+	touch $(DUCKLAKE_STAMP)
+
+ducklake-venv: $(DUCKLAKE_STAMP)
+
+# ci/ducklake-leg.sh installs PostgreSQL from Debian when missing (as root) and runs `-m ducklake`.
+test-ducklake: $(DUCKLAKE_STAMP)
+	DUCKLAKE_VENV=$(DUCKLAKE_VENV) PYTHON=$(PYTHON) ci/ducklake-leg.sh
+
+bench-ducklake: $(DUCKLAKE_STAMP)
+	$(DUCKLAKE_VENV)/bin/python -m benchmarks.bench_ducklake

@@ -1,0 +1,1157 @@
+"""``DuckLakeConnection``: a DuckLake (catalog in PostgreSQL, data as Parquet on S3 or a folder)
+as a Prefect ``DatabaseBlock``, with the same API and load engine as ``DuckDBConnection``.
+
+Why DuckLake: a DuckDB file has one writing process at a time, so writers on many machines can
+only take turns. In a DuckLake the catalog lives in a database built for concurrent writers
+(PostgreSQL) and each commit adds Parquet files plus one catalog transaction, so many processes
+on many machines load at once. Appends that touch different files never conflict (DuckLake
+retries those commits itself); a commit that did conflict logically (two writers deleting from
+one table) is re-run here from the start, with back-off, up to ``commit_retries`` times within
+``lock_timeout_seconds``.
+
+Connections: the block keeps one in-memory DuckDB per configuration and process, with the
+extensions loaded (from pip wheels when offline, see :mod:`prefect_etl_blocks.extensions`), the
+secrets created and the lake ``ATTACH``ed as ``lake``; every call takes a fresh connection
+(cursor) on it, ``USE``s the lake and closes it afterwards; inside ``with lake:`` one connection
+is kept. A DuckDB metadata file as catalog allows one process at a time, so there every call
+opens and closes its own DuckDB. Each connection reads one committed snapshot per transaction,
+so a reader never sees half a load.
+
+Secrets: the catalog's password is taken out of the connection string and handed to DuckDB as a
+(temporary, in-memory) secret, so it is not part of the ``ATTACH`` text DuckDB echoes in its
+errors; any message that still carries it is masked. ``repr``/``str`` mask it too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial, wraps
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio.to_thread
+import duckdb
+import polars as pl
+import pyarrow as pa
+from prefect import task
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.blocks.abstract import DatabaseBlock
+from prefect_aws import AwsCredentials
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+
+from prefect_etl_blocks.checks import Check
+from prefect_etl_blocks.compat import query_polars
+from prefect_etl_blocks.errors import (
+    DuckDBLockTimeoutError,
+    LoadConfigError,
+    PrefectETLBlocksError,
+    SourceUnavailableError,
+    TransactionConflictError,
+    first_line,
+)
+from prefect_etl_blocks.extensions import load_extension
+from prefect_etl_blocks.identifiers import quote_identifier, split_table_name
+from prefect_etl_blocks.loading.connections import in_transaction
+from prefect_etl_blocks.loading.contracts import OnSchemaChange
+from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
+from prefect_etl_blocks.loading.staging import as_source, parquet_source
+
+if TYPE_CHECKING:
+    from prefect_etl_blocks.parquet import ParquetSource
+
+LoadMode = Literal["replace", "append", "upsert", "fail", "delete-insert", "insert-only", "scd2"]
+DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/ducklake_connection/"
+#: The name the lake is attached under (and made the default with ``USE``).
+LAKE = "lake"
+MASK = "********"
+_CREATE_GUARD = threading.Lock()
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PASSWORD_KV = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
+_LOCKED = "Could not set lock on file"
+_core_settings: frozenset[str] | None = None
+#: One DuckDB instance per block configuration and process (see ``DuckLakeConnection._open``).
+_INSTANCES: dict[str, duckdb.DuckDBPyConnection] = {}
+_INSTANCES_GUARD = threading.Lock()
+
+
+def close_instances() -> int:
+    """Close this process's shared DuckLake instances and their catalog connections (they
+    are also closed at exit); returns how many were closed. Open connections stop working."""
+    with _INSTANCES_GUARD:
+        instances = list(_INSTANCES.values())
+        _INSTANCES.clear()
+    for con in instances:
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+    return len(instances)
+
+
+atexit.register(close_instances)
+
+
+class CatalogSpec:
+    """A parsed ``catalog``: its kind, the connection text without password, and the password."""
+
+    def __init__(self, raw: str) -> None:
+        text = raw.strip()
+        if text.startswith("ducklake:"):
+            text = text[len("ducklake:"):]
+        self.password: str | None = None
+        kind, _, rest = text.partition(":")
+        if kind in ("postgres", "postgresql") and rest:
+            self.kind = "postgres"
+            self.target = "postgres:" + self._take_password(rest)
+        elif kind == "sqlite" and rest:
+            self.kind, self.target = "sqlite", text
+        else:
+            self.kind = "duckdb"
+            self.target = text[len("duckdb:"):] if text.startswith("duckdb:") else text
+        if not self.target or self.target in ("postgres:", "sqlite:"):
+            raise LoadConfigError(
+                f"catalog {self.masked()!r} is empty: use 'postgres:dbname=... host=...', "
+                "'sqlite:/path/catalog.sqlite' or a DuckDB metadata file such as "
+                "'/data/lake/catalog.ducklake'."
+            )
+
+    def _take_password(self, conninfo: str) -> str:
+        if conninfo.startswith(("postgresql://", "postgres://")):
+            # DuckLake passes the text on as a key/value string, so a URI is rewritten into one.
+            parts = urlsplit(conninfo)
+            pairs: list[tuple[str, str]] = []
+            for key, value in (("dbname", parts.path.lstrip("/")), ("host", parts.hostname),
+                               ("port", parts.port), ("user", parts.username)):
+                if value:
+                    pairs.append((key, unquote(str(value))))
+            pairs.extend(parse_qsl(parts.query))
+            if parts.password is not None:
+                self.password = unquote(parts.password)
+            return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs)
+        match = _PASSWORD_KV.search(conninfo)
+        if match:
+            value = match.group(2)
+            if value.startswith("'"):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            self.password = value
+            conninfo = (conninfo[: match.start()] + conninfo[match.end():]).strip()
+            conninfo = re.sub(r"\s{2,}", " ", conninfo)
+        return conninfo
+
+    @property
+    def extensions(self) -> list[str]:
+        return {"postgres": ["postgres"], "sqlite": ["sqlite"]}.get(self.kind, [])
+
+    def masked(self) -> str:
+        """The catalog as it may be shown: any password replaced by ``********``."""
+        return self.target if self.password is None else f"{self.target} password={MASK}"
+
+
+def _conninfo_value(value: str) -> str:
+    """A libpq key/value string value, quoted when it holds spaces or quotes."""
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def scrub(text: str, secrets: Sequence[str | None]) -> str:
+    """``text`` with every secret value and any ``password=...`` pair masked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return _PASSWORD_KV.sub(lambda m: m.group(1) + MASK, text)
+
+
+def _sql_literal(value: Any) -> str:
+    """A SQL literal for a ``SET`` value (booleans, numbers, or a quoted string)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _masked_errors(method: Any) -> Any:
+    """Re-raise any exception of ``method`` with the catalog's secrets masked in its text."""
+
+    @wraps(method)
+    def wrapper(self: DuckLakeConnection, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            clean = self._clean_exception(exc)
+            if clean is exc:
+                raise
+            raise clean from None
+
+    return wrapper
+
+
+class DuckLakeConnection(DatabaseBlock):
+    """A DuckLake: catalog in PostgreSQL (or SQLite, or a DuckDB file), data as Parquet in a
+    folder or on S3, written by many processes and machines at once.
+
+    The same API as :class:`~prefect_etl_blocks.DuckDBConnection`: the ``DatabaseBlock``
+    methods, ``query``, ``load_frame`` and ``load_parquet`` with every mode, schema contract
+    and check, through the same load engine. Plus maintenance: :meth:`compact`,
+    :meth:`expire_snapshots`, :meth:`cleanup_old_files` and :meth:`snapshots`.
+
+    Example:
+        Load a saved block:
+        ```python
+        from prefect_etl_blocks import DuckLakeConnection
+
+        lake = DuckLakeConnection.load("BLOCK_NAME")
+        ```
+
+        Use one in code (here with a local catalog file; in production the catalog is
+        ``postgres:dbname=lake host=db.internal user=etl password=...`` and the data path
+        ``s3://bucket/lake/`` with ``aws_credentials``):
+        ```python
+        import tempfile
+        import polars as pl
+        from prefect_etl_blocks import DuckLakeConnection
+
+        root = tempfile.mkdtemp()
+        lake = DuckLakeConnection(catalog=f"{root}/catalog.ducklake", data_path=f"{root}/data")
+        lake.load_frame(pl.DataFrame({"id": [1, 2], "qty": [5, 7]}), "sales.stock")
+        lake.load_frame(pl.DataFrame({"id": [2], "qty": [8]}), "sales.stock",
+                        mode="upsert", keys="id")
+        print(lake.query("SELECT * FROM sales.stock ORDER BY id"))
+        lake.compact()
+        ```
+    """
+
+    # A validation error must not echo the catalog text it refused (it may hold a password).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    _block_type_name = "DuckLake Connection"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/duckdb-logo/duckdb.png"
+    _documentation_url = DOCS_URL
+    _description = (
+        "A DuckLake (catalog in PostgreSQL, data as Parquet on S3 or a folder) that many "
+        "processes and machines load at once, with the same atomic loads as a DuckDB file."
+    )
+
+    catalog: SecretStr = Field(
+        default=...,
+        description=(
+            "Where the lake's catalog lives: 'postgres:dbname=lake host=db user=etl password=...' "
+            "(a libpq connection string or URI), 'sqlite:/path/catalog.sqlite', or a DuckDB "
+            "metadata file such as '/data/lake/catalog.ducklake' (one process at a time). Kept "
+            "secret since it may hold a password."
+        ),
+    )
+    data_path: str | None = Field(
+        default=None,
+        description=(
+            "Folder or 's3://bucket/prefix/' where the lake's Parquet files are written; "
+            "required when the catalog is created, and must match the catalog's afterwards "
+            "(leave empty to use the catalog's)."
+        ),
+    )
+    aws_credentials: AwsCredentials | None = Field(
+        default=None,
+        description=(
+            "Credentials for an 's3://' data path, with aws_client_parameters.endpoint_url for "
+            "an S3-compatible store (MinIO, Ceph); handed to DuckDB as a temporary secret."
+        ),
+    )
+    read_only: bool = Field(
+        default=False,
+        description="Attach the lake read-only (readers, dashboards); loads are refused.",
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "DuckDB and DuckLake settings applied on every connection, for example "
+            "{'threads': 4, 'memory_limit': '2GB', 'ducklake_max_retry_count': 20}."
+        ),
+    )
+    extensions: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra DuckDB extensions loaded on every connection (ducklake, postgres and httpfs "
+            "are loaded as needed), from pip wheels when offline."
+        ),
+    )
+    init_sql: list[str] = Field(
+        default_factory=list,
+        description=(
+            "SQL statements run once on each new DuckDB instance, after the lake is attached "
+            "(for example SET GLOBAL or CREATE SECRET)."
+        ),
+    )
+    lock_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "How long a load keeps retrying after a commit conflict with another writer (and "
+            "how long to wait for a DuckDB metadata file locked by another process) before "
+            "failing with an error that says so."
+        ),
+    )
+    commit_retries: int = Field(
+        default=8,
+        ge=0,
+        description=(
+            "How many times a load that conflicted with another writer's commit is run again "
+            "from the start (with exponential back-off) before the conflict is raised."
+        ),
+    )
+
+    _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _guard: threading.RLock | None = PrivateAttr(default=None)
+    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection, list[tuple]]] = PrivateAttr(default_factory=dict)
+    _held: int = PrivateAttr(default=0)
+    _last_load: LoadResult | None = PrivateAttr(default=None)
+    _last_attempts: int = PrivateAttr(default=0)
+
+    @field_validator("extensions")
+    @classmethod
+    def _extension_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise ValueError(
+                    f"extension name {name!r} is not valid: use a plain name such as 'spatial' "
+                    "(letters, digits, underscore)."
+                )
+        return value
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog_form(cls, value: SecretStr) -> SecretStr:
+        CatalogSpec(value.get_secret_value())  # refuses an empty one, naming the accepted forms
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _setting_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _SETTING_NAME.fullmatch(name):
+                raise ValueError(f"setting name {name!r} is not valid: use a DuckDB setting name such as 'threads'.")
+        return value
+
+    # ------------------------------------------------------------------ catalog and secrets
+    @property
+    def catalog_spec(self) -> CatalogSpec:
+        """The parsed catalog (kind, connection text without password)."""
+        return CatalogSpec(self.catalog.get_secret_value())
+
+    @property
+    def database_path(self) -> str:
+        """What this block points at, safe to show: the masked catalog and the data path."""
+        where = f" (data {self.data_path})" if self.data_path else ""
+        return f"ducklake:{self.catalog_spec.masked()}{where}"
+
+    def _secrets(self) -> list[str | None]:
+        values: list[str | None] = []
+        try:
+            values.append(self.catalog_spec.password)
+        except Exception:  # an unparseable catalog: mask the whole text instead
+            values.append(self.catalog.get_secret_value())
+        if self.aws_credentials is not None:
+            secret = self.aws_credentials.aws_secret_access_key
+            values.append(secret.get_secret_value() if secret else None)
+            token = self.aws_credentials.aws_session_token
+            values.append(token if isinstance(token, str) else None)
+        return [v for v in values if v and len(v) >= 3]
+
+    def _clean_exception(self, exc: BaseException) -> BaseException:
+        """``exc`` when no secret shows in it (or its causes), else a masked copy."""
+        secrets = self._secrets()
+        chain, current = [], exc
+        while current is not None and len(chain) < 10:
+            chain.append(current)
+            current = current.__cause__ or current.__context__
+        texts = [str(e) for e in chain]
+        if not any(scrub(t, secrets) != t for t in texts):
+            return exc
+        message = scrub(str(exc), secrets)
+        try:
+            clean = type(exc)(message)
+        except Exception:
+            clean = RuntimeError(message)
+        return clean
+
+    def _s3_secret(self, con: duckdb.DuckDBPyConnection) -> None:
+        creds = self.aws_credentials
+        if creds is None or not creds.aws_access_key_id:
+            return
+        options: dict[str, Any] = {
+            "KEY_ID": creds.aws_access_key_id,
+            "SECRET": creds.aws_secret_access_key.get_secret_value() if creds.aws_secret_access_key else "",
+            "REGION": creds.region_name or "us-east-1",
+        }
+        if creds.aws_session_token:
+            options["SESSION_TOKEN"] = creds.aws_session_token
+        endpoint = creds.aws_client_parameters.endpoint_url if creds.aws_client_parameters else None
+        if endpoint:
+            parts = urlsplit(str(endpoint))
+            options["ENDPOINT"] = parts.netloc or parts.path
+            options["URL_STYLE"] = "path"
+            options["USE_SSL"] = parts.scheme != "http"
+        names = ", ".join(f"{key} ?" for key in options)
+        # Values are bound, never pasted; the secret lives in this connection's memory only.
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET __petl_lake_s3 (TYPE s3, {names})", list(options.values())).fetchall()
+
+    # ------------------------------------------------------------------ connection handling
+    def _lock(self) -> threading.RLock:
+        if self._guard is None:
+            with _CREATE_GUARD:
+                if self._guard is None:
+                    self._guard = threading.RLock()
+        return self._guard
+
+    def _instance(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB instance with the extensions loaded, the secrets set and the lake
+        attached (``init_sql`` runs here, once per instance)."""
+        spec = self.catalog_spec
+        core, extra = _split_settings(self.settings)
+        con = duckdb.connect(":memory:", config=core)
+        try:
+            for name in ["ducklake", *spec.extensions, *self._data_extensions(), *self.extensions]:
+                load_extension(con, name)
+            for name, value in extra.items():
+                con.execute(f"SET GLOBAL {name} = {_sql_literal(value)}").fetchall()
+            if spec.password is not None:
+                # The postgres extension fills in missing connection options from the secret
+                # with its default name (a named secret is only used when ATTACH names it).
+                con.execute(
+                    "CREATE OR REPLACE TEMPORARY SECRET __default_postgres (TYPE postgres, PASSWORD ?)",
+                    [spec.password],
+                ).fetchall()
+            self._s3_secret(con)
+            self._attach(con, spec)
+            con.execute(f"USE {LAKE}").fetchall()
+            for statement in self.init_sql:
+                con.execute(statement).fetchall()
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """A new connection with the lake attached and in use.
+
+        Loading the extensions costs 0.2-0.5 s per DuckDB instance (DuckDB checks each
+        binary's signature), ten times a small load. So with a PostgreSQL or SQLite catalog the
+        block keeps one instance per process and hands out a cursor (its own connection and
+        transactions, the same attached lake) per operation. A DuckDB metadata file allows one
+        process at a time, so for it every operation opens, and closes, its own instance.
+        """
+        if self.catalog_spec.kind == "duckdb":
+            return self._instance()
+        key = self._instance_key()
+        with _INSTANCES_GUARD:
+            base = _INSTANCES.get(key)
+            if base is None:
+                base = _INSTANCES[key] = self._instance()
+            cursor = base.cursor()
+        try:
+            cursor.execute(f"USE {LAKE}").fetchall()
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+    def _instance_key(self) -> str:
+        """Blocks with the same configuration share one instance per process (a Dask worker
+        unpickles a fresh block for every task; the instance outlives them)."""
+        fields = self.model_dump(mode="json", exclude={"aws_credentials"})
+        fields["catalog"] = self.catalog.get_secret_value()
+        if self.aws_credentials is not None:
+            creds = self.aws_credentials
+            fields["aws"] = [
+                creds.aws_access_key_id,
+                creds.aws_secret_access_key.get_secret_value() if creds.aws_secret_access_key else None,
+                creds.aws_session_token, creds.region_name,
+                str(creds.aws_client_parameters.endpoint_url) if creds.aws_client_parameters else None,
+            ]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _drop_instance(self) -> None:
+        """Forget this configuration's shared instance (after the catalog connection failed):
+        the next operation attaches again. Connections already handed out keep working."""
+        if self.catalog_spec.kind == "duckdb":
+            return
+        with _INSTANCES_GUARD:
+            _INSTANCES.pop(self._instance_key(), None)
+
+    def _data_extensions(self) -> list[str]:
+        path = (self.data_path or "").lower()
+        return ["httpfs"] if path.startswith(("s3://", "s3a://", "gs://", "gcs://", "r2://", "http")) else []
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, spec: CatalogSpec) -> None:
+        # ATTACH takes its path as a literal, not a bound parameter; quotes are doubled.
+        options = []
+        if self.data_path:
+            options.append("DATA_PATH " + _sql_literal(self.data_path))
+        if self.read_only:
+            options.append("READ_ONLY")
+        statement = f"ATTACH {_sql_literal('ducklake:' + spec.target)} AS {LAKE}"
+        if options:
+            statement += f" ({', '.join(options)})"
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.05
+        while True:
+            try:
+                con.execute(statement).fetchall()
+                return
+            except duckdb.Error as exc:
+                text = scrub(first_line(exc), self._secrets())
+                if _LOCKED in str(exc):
+                    if time.monotonic() < deadline:
+                        time.sleep(delay)
+                        delay = min(delay * 1.6, 1.0)
+                        continue
+                    raise DuckDBLockTimeoutError(
+                        f"The DuckLake catalog file {spec.masked()!r} is locked by another process; "
+                        f"waited {self.lock_timeout_seconds:g} s. A DuckDB metadata file allows one "
+                        "process at a time: use a PostgreSQL catalog for concurrent writers, or "
+                        "raise lock_timeout_seconds."
+                    ) from None
+                if "does not match existing data path" in str(exc):
+                    raise LoadConfigError(
+                        f"data_path {self.data_path!r} differs from the data path stored in the "
+                        f"DuckLake catalog {spec.masked()!r} ({text}). Use the catalog's data path, "
+                        "or leave data_path empty."
+                    ) from None
+                if isinstance(exc, duckdb.IOException | duckdb.ConnectionException) or "connect" in str(exc).lower():
+                    raise SourceUnavailableError(
+                        f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}. Check that "
+                        "the catalog database is running and reachable, and its name, user and "
+                        "password."
+                    ) from None
+                raise LoadConfigError(
+                    f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}."
+                ) from None
+
+    @contextmanager
+    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation: the held one, or a short-lived one."""
+        with self._lock():
+            if self._connection is not None:
+                yield self._connection
+                return
+            con = self._open()
+            try:
+                yield con
+            except (duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException):
+                # The catalog connection may be gone (server restarted): reconnect next time.
+                self._drop_instance()
+                raise
+            finally:
+                con.close()
+
+    def _hold(self) -> duckdb.DuckDBPyConnection:
+        with self._lock():
+            if self._connection is None:
+                self._connection = self._open()
+            self._held += 1
+            return self._connection
+
+    def _release(self) -> None:
+        with self._lock():
+            self._held = max(0, self._held - 1)
+            if self._held == 0 and not self._cursors:
+                self._close_connection()
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Keep one connection (with the lake attached as ``lake``) open for the ``with`` body.
+
+        Example:
+            ```python
+            import tempfile
+            from prefect_etl_blocks import DuckLakeConnection
+
+            root = tempfile.mkdtemp()
+            lake = DuckLakeConnection(catalog=f"{root}/c.ducklake", data_path=f"{root}/data")
+            with lake.get_connection() as con:
+                con.execute("CREATE TABLE t AS SELECT 42 AS answer")
+                print(con.sql("SELECT * FROM t").fetchall())
+            ```
+        """
+        con = self._hold()
+        try:
+            yield con
+        finally:
+            self._release()
+
+    def _close_connection(self) -> None:
+        for cursor, _ in self._cursors.values():
+            try:
+                cursor.close()
+            except duckdb.Error:
+                pass
+        self._cursors.clear()
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def reset_cursors(self) -> None:
+        """Forget the open ``fetch_many`` result sets (the next call starts from the top)."""
+        with self._lock():
+            for cursor, _ in self._cursors.values():
+                cursor.close()
+            self._cursors.clear()
+            if self._held == 0:
+                self._close_connection()
+
+    def close(self) -> None:
+        """Close the held connection and any cursors. Safe to call more than once. The
+        process's shared DuckDB instance (and its catalog connection) stays for the next
+        operation; :func:`close_instances` closes those."""
+        with self._lock():
+            self._held = 0
+            self._close_connection()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        self.close()
+
+    def __enter__(self) -> DuckLakeConnection:
+        self._guarded_hold()
+        return self
+
+    @_masked_errors
+    def _guarded_hold(self) -> duckdb.DuckDBPyConnection:
+        return self._hold()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._release()
+
+    async def __aenter__(self) -> DuckLakeConnection:
+        await anyio.to_thread.run_sync(self._guarded_hold)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self._release()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private.update(_connection=None, _guard=None, _cursors={}, _held=0, _last_load=None, _last_attempts=0)
+        state["__pydantic_private__"] = private
+        return state
+
+    def __copy__(self) -> DuckLakeConnection:
+        # model_copy() goes through here: a copy opens its own connections, never shares one.
+        new = super().__copy__()
+        object.__setattr__(new, "__pydantic_private__", dict(self.__getstate__()["__pydantic_private__"]))
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DuckLakeConnection:
+        new = type(self).__new__(type(self))
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return new
+
+    def __repr__(self) -> str:
+        try:
+            shown = self.catalog_spec.masked()
+        except Exception:
+            shown = MASK
+        return f"DuckLakeConnection(catalog={shown!r}, data_path={self.data_path!r}, read_only={self.read_only!r})"
+
+    __str__ = __repr__
+
+    # ------------------------------------------------------------------ DatabaseBlock
+    async def _in_thread(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(partial(method, *args, _sync=True, **kwargs))
+
+    async def afetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
+        """Async twin of :meth:`fetch_one`."""
+        return await self._in_thread(self.fetch_one, operation, parameters, **execution_options)
+
+    @async_dispatch(afetch_one)
+    @_masked_errors
+    def fetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
+        """Run a query and return its first row (or ``None``), with bound ``parameters``."""
+        with self._session() as con:
+            rows = con.execute(operation, parameters).fetchall()
+            return rows[0] if rows else None
+
+    async def afetch_many(
+        self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
+    ) -> list[tuple]:
+        """Async twin of :meth:`fetch_many`."""
+        return await self._in_thread(self.fetch_many, operation, parameters, size, **execution_options)
+
+    @async_dispatch(afetch_many)
+    @_masked_errors
+    def fetch_many(
+        self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
+    ) -> list[tuple]:
+        """Return the next ``size`` rows (default 1) of a query; repeated calls continue where
+        the last stopped, as Prefect's ``DatabaseBlock`` specifies."""
+        key = (operation, repr(parameters))
+        want = size or 1
+        with self._lock():
+            entry = self._cursors.get(key)
+            if entry is None:
+                if self._connection is None:
+                    self._connection = self._open()
+                cursor = self._connection.cursor()
+                cursor.execute(operation, parameters)
+                entry = self._cursors[key] = (cursor, [])
+            cursor, buffered = entry
+            rows = buffered + cursor.fetchmany(want + 1 - len(buffered))
+            if len(rows) > want:
+                self._cursors[key] = (cursor, rows[want:])
+                return rows[:want]
+            cursor.close()
+            del self._cursors[key]
+            if self._held == 0 and not self._cursors:
+                self._close_connection()
+            return rows
+
+    async def afetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
+        """Async twin of :meth:`fetch_all`."""
+        return await self._in_thread(self.fetch_all, operation, parameters, **execution_options)
+
+    @async_dispatch(afetch_all)
+    @_masked_errors
+    def fetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
+        """Run a query and return all rows as tuples, with bound ``parameters``."""
+        with self._session() as con:
+            return con.execute(operation, parameters).fetchall()
+
+    async def aexecute(self, operation: str, parameters: Any = None, **execution_options: Any) -> None:
+        """Async twin of :meth:`execute`."""
+        await self._in_thread(self.execute, operation, parameters, **execution_options)
+
+    @async_dispatch(aexecute)
+    @_masked_errors
+    def execute(self, operation: str, parameters: Any = None, **execution_options: Any) -> None:
+        """Run one statement (DDL or DML) with bound ``parameters``, committed on return."""
+        with self._session() as con:
+            con.execute(operation, parameters).fetchall()
+
+    async def aexecute_many(
+        self, operation: str, seq_of_parameters: Sequence[Any], **execution_options: Any
+    ) -> None:
+        """Async twin of :meth:`execute_many`."""
+        await self._in_thread(self.execute_many, operation, seq_of_parameters, **execution_options)
+
+    @async_dispatch(aexecute_many)
+    @_masked_errors
+    def execute_many(self, operation: str, seq_of_parameters: Sequence[Any], **execution_options: Any) -> None:
+        """Run one statement once per parameter set, all in one transaction (one snapshot)."""
+        with self._session() as con:
+            if self._in_transaction(con):
+                con.executemany(operation, list(seq_of_parameters))
+                return
+            con.execute("BEGIN TRANSACTION").fetchall()
+            try:
+                con.executemany(operation, list(seq_of_parameters))
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK").fetchall()
+                except duckdb.Error:
+                    pass  # DuckDB may already have rolled the failed transaction back
+                raise
+            con.execute("COMMIT").fetchall()
+
+    # ------------------------------------------------------------------ Polars
+    async def aquery(self, sql: str, parameters: Any = None) -> pl.DataFrame:
+        """Async twin of :meth:`query`."""
+        return await self._in_thread(self.query, sql, parameters)
+
+    @async_dispatch(aquery)
+    @_masked_errors
+    def query(self, sql: str, parameters: Any = None) -> pl.DataFrame:
+        """Run a query and return a ``pl.DataFrame``; ``?``/``$name`` placeholders are bound.
+        Time travel works as in DuckLake: ``SELECT * FROM t AT (VERSION => 3)``."""
+        with self._session() as con:
+            return query_polars(con, sql, parameters)
+
+    async def atable_exists(self, table: str) -> bool:
+        """Async twin of :meth:`table_exists`."""
+        return await self._in_thread(self.table_exists, table)
+
+    @async_dispatch(atable_exists)
+    @_masked_errors
+    def table_exists(self, table: str) -> bool:
+        """Whether ``table`` (optionally schema-qualified) exists in the lake."""
+        parts = split_table_name(table)
+        with self._session() as con:
+            return table_exists(con, parts)
+
+    async def aload_frame(
+        self,
+        df: Any,
+        table: str,
+        mode: LoadMode = "replace",
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+    ) -> Any:
+        """Async twin of :meth:`load_frame`."""
+        return await self._in_thread(
+            self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+        )
+
+    @async_dispatch(aload_frame)
+    @_masked_errors
+    def load_frame(
+        self,
+        df: Any,
+        table: str,
+        mode: LoadMode = "replace",
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+    ) -> Any:
+        """Write a frame into ``table`` in one DuckLake commit, exactly as
+        :meth:`DuckDBConnection.load_frame <prefect_etl_blocks.DuckDBConnection.load_frame>`
+        does (same modes, ``on_schema_change``, checks and errors).
+
+        A commit that conflicts with another writer's is run again from the start, with
+        back-off, up to ``commit_retries`` times within ``lock_timeout_seconds``; a one-shot
+        ``pa.RecordBatchReader`` cannot be read twice, so its conflict is raised at once as
+        :class:`~prefect_etl_blocks.errors.TransactionConflictError` (a task retry re-runs it).
+
+        Example:
+            ```python
+            import tempfile
+            import polars as pl
+            from prefect_etl_blocks import DuckLakeConnection
+
+            root = tempfile.mkdtemp()
+            lake = DuckLakeConnection(catalog=f"{root}/c.ducklake", data_path=f"{root}/data")
+            lake.load_frame(pl.DataFrame({"day": ["d1", "d1"], "qty": [1, 2]}), "sales")
+            result = lake.load_frame(pl.DataFrame({"day": ["d1"], "qty": [9]}), "sales",
+                                     mode="delete-insert", keys="day", return_result=True)
+            assert (result.deleted, result.inserted) == (2, 1)
+            ```
+        """
+        replayable = not isinstance(df, pa.RecordBatchReader)
+        return self._run_load(
+            as_source(df), replayable, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+        )
+
+    async def aload_parquet(
+        self,
+        source: ParquetSource | str,
+        table: str,
+        mode: LoadMode = "replace",
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+    ) -> Any:
+        """Async twin of :meth:`load_parquet`."""
+        return await self._in_thread(
+            self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+        )
+
+    @async_dispatch(aload_parquet)
+    @_masked_errors
+    def load_parquet(
+        self,
+        source: ParquetSource | str,
+        table: str,
+        mode: LoadMode = "replace",
+        keys: str | Sequence[str] | None = None,
+        on_schema_change: OnSchemaChange = "fail",
+        checks: Sequence[Check | str] | None = None,
+        scd2_columns: Sequence[str] | dict[str, str] | None = None,
+        return_result: bool = False,
+    ) -> Any:
+        """Stream a Parquet dataset into ``table`` in one commit, as
+        :meth:`DuckDBConnection.load_parquet <prefect_etl_blocks.DuckDBConnection.load_parquet>`.
+
+        ``source`` is a :class:`~prefect_etl_blocks.ParquetSource` or a path, glob or ``s3://``
+        URI; the other arguments are those of :meth:`load_frame`. A Parquet source can be read
+        again, so a commit conflict re-runs the load like a frame's.
+        """
+        import os
+
+        from prefect_etl_blocks.parquet import ParquetSource
+
+        if isinstance(source, str | os.PathLike):
+            source = ParquetSource(path=os.fspath(source))
+        return self._run_load(
+            parquet_source(source), True, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+        )
+
+    @property
+    def last_load(self) -> LoadResult | None:
+        """What the last load through this block did, or ``None`` before the first load."""
+        return self._last_load
+
+    @property
+    def last_load_attempts(self) -> int:
+        """How many times the last load ran (1 unless a commit conflict made it run again)."""
+        return self._last_attempts
+
+    def _run_load(
+        self,
+        source: Any,
+        replayable: bool,
+        table: str,
+        mode: str,
+        keys: Any,
+        on_schema_change: str,
+        checks: Any,
+        scd2_columns: Any,
+        return_result: bool,
+    ) -> Any:
+        if self.read_only:
+            raise LoadConfigError(f"Cannot load into {table!r}: {self!r} is read_only.")
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay, attempt = 0.1, 0
+        while True:
+            attempt += 1
+            try:
+                with self._session() as con:
+                    result = _load_into_lake(
+                        con, source, table, mode=mode, keys=keys, on_schema_change=on_schema_change,
+                        checks=checks, scd2_columns=scd2_columns,
+                    )
+                break
+            except TransactionConflictError as exc:
+                wait = delay * (0.5 + random.random())
+                joined = self._connection is not None and self._in_transaction(self._connection)
+                if (
+                    not replayable
+                    or joined
+                    or attempt > self.commit_retries
+                    or time.monotonic() + wait > deadline
+                ):
+                    why = (
+                        "the source is a one-shot stream that cannot be read again"
+                        if not replayable
+                        else "it is part of an outer transaction" if joined
+                        else f"it conflicted {attempt} time(s) within {self.lock_timeout_seconds:g} s"
+                    )
+                    raise TransactionConflictError(
+                        f"{first_line(exc)} Not retried here because {why}. Another writer kept "
+                        "changing the same rows; running the load again (a task retry) can "
+                        "succeed, or raise commit_retries / lock_timeout_seconds."
+                    ) from exc
+                time.sleep(wait)
+                delay = min(delay * 2, 5.0)
+        self._last_load = result
+        self._last_attempts = attempt
+        return result if return_result else result.rows
+
+    @staticmethod
+    def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+        # Asked of DuckDB's own in-memory catalog (txid_current() fails when the default
+        # catalog is a DuckLake): the same transaction id twice means an open transaction.
+        # A timestamp comparison is not used: two quick autocommit statements can share one.
+        con.execute("USE memory").fetchall()
+        try:
+            return in_transaction(con)
+        finally:
+            con.execute(f"USE {LAKE}").fetchall()
+
+    # ------------------------------------------------------------------ DuckLake maintenance
+    @_masked_errors
+    def snapshots(self) -> pl.DataFrame:
+        """The lake's snapshots (id, time, schema version, changes), oldest first."""
+        with self._session() as con:
+            return query_polars(con, f"SELECT * FROM ducklake_snapshots('{LAKE}') ORDER BY snapshot_id")
+
+    @_masked_errors
+    def current_snapshot(self) -> int:
+        """The id of the newest committed snapshot."""
+        with self._session() as con:
+            return con.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE}')").fetchall()[0][0]
+
+    @_masked_errors
+    def compact(
+        self,
+        table: str | None = None,
+        *,
+        max_compacted_files: int | None = None,
+        max_file_size: int | None = None,
+        min_file_size: int | None = None,
+    ) -> pl.DataFrame:
+        """Merge small adjacent Parquet files (``ducklake_merge_adjacent_files``) of ``table``
+        (``schema.table``) or of every table; returns what was merged per table. Frequent small
+        appends (one per partition, per run) leave many small files that slow every read."""
+        args, params = [f"'{LAKE}'"], []
+        if table is not None:
+            parts = split_table_name(table)
+            args.append("?")
+            params.append(parts[-1])
+            if len(parts) >= 2:
+                args.append("schema => ?")
+                params.append(parts[-2])
+        for name, value in (("max_compacted_files", max_compacted_files), ("max_file_size", max_file_size),
+                            ("min_file_size", min_file_size)):
+            if value is not None:
+                args.append(f"{name} => ?")
+                params.append(int(value))
+        with self._session() as con:
+            return query_polars(con, f"SELECT * FROM ducklake_merge_adjacent_files({', '.join(args)})", params)
+
+    @_masked_errors
+    def expire_snapshots(
+        self,
+        older_than: dt.datetime | dt.timedelta | None = None,
+        *,
+        versions: Sequence[int] | None = None,
+        dry_run: bool = False,
+    ) -> pl.DataFrame:
+        """Expire snapshots older than ``older_than`` (a time, or an age such as
+        ``timedelta(days=7)``) or the listed ``versions`` (``ducklake_expire_snapshots``); their
+        files become removable by :meth:`cleanup_old_files`. Returns the expired snapshots.
+        Time travel to an expired snapshot is no longer possible."""
+        if older_than is None and not versions:
+            raise LoadConfigError("expire_snapshots() needs older_than=... or versions=[...].")
+        args, params = [f"'{LAKE}'", "dry_run => ?"], [bool(dry_run)]
+        if older_than is not None:
+            args.append("older_than => ?::TIMESTAMPTZ")
+            params.append(_as_instant(older_than))
+        if versions:
+            args.append("versions => ?::UBIGINT[]")
+            params.append([int(v) for v in versions])
+        with self._session() as con:
+            return query_polars(con, f"SELECT * FROM ducklake_expire_snapshots({', '.join(args)})", params)
+
+    @_masked_errors
+    def cleanup_old_files(
+        self,
+        older_than: dt.datetime | dt.timedelta | None = None,
+        *,
+        cleanup_all: bool = False,
+        dry_run: bool = False,
+    ) -> pl.DataFrame:
+        """Delete the data files of expired snapshots scheduled for deletion before
+        ``older_than`` (or all of them with ``cleanup_all=True``) with
+        ``ducklake_cleanup_old_files``; returns the paths deleted (or that would be)."""
+        if older_than is None and not cleanup_all:
+            raise LoadConfigError("cleanup_old_files() needs older_than=... or cleanup_all=True.")
+        args, params = [f"'{LAKE}'", "dry_run => ?"], [bool(dry_run)]
+        if cleanup_all:
+            args.append("cleanup_all => true")
+        if older_than is not None:
+            args.append("older_than => ?::TIMESTAMPTZ")
+            params.append(_as_instant(older_than))
+        with self._session() as con:
+            return query_polars(con, f"SELECT * FROM ducklake_cleanup_old_files({', '.join(args)})", params)
+
+
+def _load_into_lake(con: duckdb.DuckDBPyConnection, source: Any, table: str, **options: Any) -> LoadResult:
+    """Run the engine's :func:`load` into the lake with DuckDB's own in-memory catalog as the
+    default and the target spelled ``lake.schema.table``.
+
+    Why: the engine asks ``txid_current()`` whether the connection is in a transaction, and
+    DuckDB raises ``INTERNAL Error: DuckTransaction::Get called on non-DuckDB transaction``
+    when the default catalog is a DuckLake. With ``memory`` as the default for the length of
+    the load the question is answered by DuckDB's catalog; every name the engine writes is
+    qualified, so the data still goes to the lake. The result reports the name the caller gave.
+    """
+    parts = split_table_name(table)
+    if len(parts) < 3:
+        schema = parts[0] if len(parts) == 2 else con.execute("SELECT current_schema()").fetchall()[0][0]
+        database = con.execute("SELECT current_database()").fetchall()[0][0]
+        qualified = ".".join(quote_identifier(p) for p in (database, schema, parts[-1]))
+    else:
+        qualified = table
+    con.execute("USE memory").fetchall()
+    try:
+        result = load(con, source, qualified, **options)
+    finally:
+        con.execute(f"USE {LAKE}").fetchall()
+    return dataclasses.replace(result, table=table)
+
+
+def _as_instant(value: dt.datetime | dt.timedelta) -> dt.datetime:
+    if isinstance(value, dt.timedelta):
+        return dt.datetime.now(dt.timezone.utc) - value
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Settings DuckDB knows at connect time, and the rest (extension settings, set later)."""
+    global _core_settings
+    if _core_settings is None:
+        with duckdb.connect() as probe:
+            _core_settings = frozenset(r[0] for r in probe.execute("SELECT name FROM duckdb_settings()").fetchall())
+    core = {k: v for k, v in settings.items() if k in _core_settings}
+    return core, {k: v for k, v in settings.items() if k not in core}
+
+
+# ---------------------------------------------------------------------- Prefect tasks
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except PrefectETLBlocksError as exc:
+        return exc.retryable
+    except Exception:
+        return True
+    return False
+
+
+_TASK_OPTIONS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [5, 30],
+    "retry_condition_fn": _retry_transient,
+}
+
+
+@task(name="ducklake-compact", **_TASK_OPTIONS)
+def compact_ducklake(lake: DuckLakeConnection, table: str | None = None) -> int:
+    """Merge small files of ``table`` (or every table); returns the number of files merged.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_etl_blocks.ducklake import (
+            DuckLakeConnection, cleanup_ducklake_files, compact_ducklake, expire_ducklake_snapshots)
+
+        @flow
+        def nightly_maintenance(block: str = "BLOCK_NAME", keep_days: int = 7) -> None:
+            lake = DuckLakeConnection.load(block)
+            compact_ducklake(lake)
+            expire_ducklake_snapshots(lake, keep_days=keep_days)
+            cleanup_ducklake_files(lake, keep_days=1)
+        ```
+    """
+    merged = lake.compact(table)
+    return int(merged["files_processed"].sum()) if merged.height else 0
+
+
+@task(name="ducklake-expire-snapshots", **_TASK_OPTIONS)
+def expire_ducklake_snapshots(lake: DuckLakeConnection, keep_days: float = 7) -> int:
+    """Expire snapshots older than ``keep_days``; returns how many were expired."""
+    return lake.expire_snapshots(dt.timedelta(days=keep_days)).height
+
+
+@task(name="ducklake-cleanup-files", **_TASK_OPTIONS)
+def cleanup_ducklake_files(lake: DuckLakeConnection, keep_days: float = 1) -> int:
+    """Delete files of expired snapshots scheduled for deletion over ``keep_days`` ago."""
+    return lake.cleanup_old_files(dt.timedelta(days=keep_days)).height
+
+
+__all__ = [
+    "DuckLakeConnection",
+    "close_instances",
+    "cleanup_ducklake_files",
+    "compact_ducklake",
+    "expire_ducklake_snapshots",
+    "scrub",
+]

@@ -1,0 +1,24 @@
+"""The load engine, split by role: ``connections`` (locks, transactions), ``staging`` (a
+source read once into a temp table), ``contracts`` (names, types, ``on_schema_change``),
+``strategies`` (``mode=``), ``checks`` (write-audit-publish) and ``boundary`` (error
+classification). :func:`load` ties them together over a plain DuckDB connection.
+"""
+
+from prefect_etl_blocks.loading.connections import file_lock, in_transaction, transaction
+from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
+from prefect_etl_blocks.loading.staging import Source, as_source, parquet_source
+from prefect_etl_blocks.loading.strategies import MODES, SCD2Columns
+
+__all__ = [
+    "MODES",
+    "LoadResult",
+    "SCD2Columns",
+    "Source",
+    "as_source",
+    "file_lock",
+    "in_transaction",
+    "load",
+    "parquet_source",
+    "table_exists",
+    "transaction",
+]

@@ -1,0 +1,94 @@
+"""Exceptions from DuckDB, Polars, Arrow and object stores, sorted at the boundary into
+:class:`~prefect_etl_blocks.errors.DataError` (a retry cannot help) and
+:class:`~prefect_etl_blocks.errors.TransientError` (it may), each with a message that says
+what failed, where, and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from prefect_etl_blocks.errors import (
+    DuckDBLockTimeoutError,
+    LoadError,
+    PrefectETLBlocksError,
+    QueryError,
+    SourceUnavailableError,
+    TransactionConflictError,
+    first_line,
+    is_transient,
+)
+
+# Messages of object-store / HTTP failures that say "the network or the service", not "the data".
+NETWORK = re.compile(
+    r"error sending request|connection (?:refused|reset|closed|aborted)|timed? ?out|dns error|"
+    r"tcp connect|broken pipe|network is unreachable|unexpected eof|service unavailable|"
+    r"slow ?down|temporarily unavailable|too many requests|\b50[0234]\b|could not connect",
+    re.IGNORECASE,
+)
+_CONFLICT = re.compile(r"conflict", re.IGNORECASE)
+_MISSING = re.compile(
+    r"(Table|View|Schema|Catalog) with name .* does not exist|"
+    r"Referenced column .* not found|does not have a column",
+    re.IGNORECASE,
+)
+
+
+def classify_load_error(exc: BaseException, *, table: str, mode: str, remote: bool) -> PrefectETLBlocksError:
+    """The library error for an exception raised while loading into ``table``.
+
+    The target was rolled back before this is called, so every message says so.
+    """
+    kept = "The table was left exactly as it was before the load."
+    text = first_line(exc)
+    if isinstance(exc, PrefectETLBlocksError):
+        return exc
+    if isinstance(exc, duckdb.TransactionException) and _CONFLICT.search(str(exc)):
+        return TransactionConflictError(
+            f'Loading into table "{table}" ({mode}) conflicted with another writer: {text}. '
+            f"{kept} Running the load again can succeed."
+        )
+    if isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc):
+        return DuckDBLockTimeoutError(
+            f'Loading into table "{table}" ({mode}): the database file is locked ({text}). {kept}'
+        )
+    if is_transient(exc) or (remote and NETWORK.search(str(exc))):
+        return SourceUnavailableError(
+            f'Loading into table "{table}" ({mode}): the source could not be read ({text}). '
+            f"{kept} The storage or network did not answer; a retry may succeed."
+        )
+    if isinstance(exc, duckdb.ConstraintException):
+        return LoadError(
+            f'Loading into table "{table}" ({mode}) violates a constraint of the table: {text}. '
+            f"{kept} Fix the rows that break it (or the constraint)."
+        )
+    if isinstance(exc, duckdb.CatalogException | duckdb.BinderException) and _MISSING.search(str(exc)):
+        return LoadError(
+            f'Loading into table "{table}" ({mode}) failed: {text}. {kept} Check the table and '
+            "column names (names are case-insensitive; quote a schema-qualified part with dots)."
+        )
+    return LoadError(f'Loading into table "{table}" ({mode}) failed: {text}. {kept}')
+
+
+def classify_query_error(exc: BaseException, sql: str) -> BaseException:
+    """The library error for a DuckDB error raised by a query or statement, or ``exc`` itself
+    when it is none of ours to classify (it then keeps its own type)."""
+    text = first_line(exc)
+    shown = " ".join(sql.split())
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    if isinstance(exc, duckdb.TransactionException) and _CONFLICT.search(str(exc)):
+        return TransactionConflictError(
+            f"{text} (running {shown!r}). Another writer changed the same rows first; running "
+            "it again can succeed."
+        )
+    if isinstance(exc, duckdb.CatalogException | duckdb.BinderException):
+        return QueryError(
+            f"{text} (in {shown!r}). Check the table and column names: names are "
+            "case-insensitive, a schema-qualified table is written schema.table, and "
+            "SELECT * FROM duckdb_tables() lists the tables."
+        )
+    if isinstance(exc, duckdb.ParserException):
+        return QueryError(f"{text} (in {shown!r}). Fix the SQL syntax.")
+    return exc

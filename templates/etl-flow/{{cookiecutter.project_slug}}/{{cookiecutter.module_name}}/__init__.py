@@ -1,1 +1,0 @@
-"""{{ cookiecutter.project_name | replace('"', "'") }}: a Prefect flow built with prefect-etl-blocks."""

@@ -1,0 +1,178 @@
+{%- if cookiecutter.shape == "partitioned" -%}
+"""The {{ cookiecutter.flow_name }} flow: one cached task per Parquet file, in parallel, then one load.
+
+Each file is summarised by its own task run, cached on that file's fingerprint (path, size,
+mtime and Parquet footer), so only changed files are recomputed. The partial sums are combined
+and written to DuckDB once, under the global write limit.
+
+Run it locally with ``python -m {{ cookiecutter.module_name }}.flow`` (an ephemeral Prefect
+server starts when PREFECT_API_URL is not set); ``python -m {{ cookiecutter.module_name }}.sample_data``
+writes sample files first.
+"""
+{%- else -%}
+"""The {{ cookiecutter.flow_name }} flow: Parquet -> Polars summary -> DuckDB, as one streamed pass.
+
+The summary task scans the Parquet files lazily, so the filter and the group-by run as one
+streamed plan and no row-level frame is materialised. It is cached on the files' fingerprint
+(path, size, mtime and Parquet footer): a run over unchanged files reads nothing.
+
+Run it locally with ``python -m {{ cookiecutter.module_name }}.flow`` (an ephemeral Prefect
+server starts when PREFECT_API_URL is not set); ``python -m {{ cookiecutter.module_name }}.sample_data``
+writes sample files first. Edit ``summarize`` for your data.
+"""
+{%- endif %}
+
+from typing import Annotated
+
+import polars as pl
+from prefect import flow, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.concurrency.sync import concurrency
+{%- if cookiecutter.shape == "partitioned" and cookiecutter.task_runner == "threads" %}
+from prefect.task_runners import ThreadPoolTaskRunner
+{%- endif %}
+{%- if cookiecutter.shape == "partitioned" and cookiecutter.task_runner == "dask" %}
+from prefect_dask import DaskTaskRunner
+{%- endif %}
+from prefect_etl_blocks import DuckDBConnection, ParquetSource, SourceFingerprint
+{%- if cookiecutter.shape == "batch" %}
+from prefect_etl_blocks.sales import summarize_sales
+{%- endif %}
+from prefect_etl_blocks.tasks import load_to_duckdb
+from pydantic import Field
+
+{% if cookiecutter.notifications == "email" -%}
+from {{ cookiecutter.module_name }}.alerts import on_failure
+{% endif -%}
+from {{ cookiecutter.module_name }}.settings import (
+    CACHE_EXPIRATION,
+{%- if cookiecutter.shape == "partitioned" and cookiecutter.task_runner == "dask" %}
+    DASK_ADDRESS,
+{%- endif %}
+    DUCKDB_PATH,
+    FLOW_NAME,
+    FLOW_TIMEOUT_SECONDS,
+    MAX_CONCURRENT_WRITES,
+{%- if cookiecutter.shape == "partitioned" %}
+    MAX_WORKERS,
+{%- endif %}
+    SOURCE_PATH,
+    STRICT_WRITE_LIMIT,
+    TARGET_TABLE,
+    TASK_OPTIONS,
+    WRITE_LIMIT_NAME,
+)
+
+{%- if cookiecutter.shape == "partitioned" %}
+
+
+def task_runner():
+    """The flow's task runner: {{ cookiecutter.task_runner }} with MAX_WORKERS workers."""
+{%- if cookiecutter.task_runner == "dask" %}
+    if DASK_ADDRESS:  # an existing cluster
+        return DaskTaskRunner(address=DASK_ADDRESS)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": MAX_WORKERS, "threads_per_worker": 1, "processes": False})
+{%- else %}
+    return ThreadPoolTaskRunner(max_workers=MAX_WORKERS)
+{%- endif %}
+
+
+# Cached on the file's data (path, size, mtime, Parquet footer), not just its path.
+@task(
+    name="summarize-partition",
+    cache_policy=INPUTS + TASK_SOURCE + SourceFingerprint(),
+    cache_expiration=CACHE_EXPIRATION,
+    **TASK_OPTIONS,
+)
+def summarize_partition(partition: ParquetSource, min_value: float) -> pl.DataFrame:
+    """Partial sums for one file. Replace with your own per-partition work."""
+    return (
+        partition.scan()
+        .filter(pl.col("value") > pl.lit(min_value))
+        .group_by("category")
+        .agg(pl.len().alias("orders"), pl.col("value").sum().alias("revenue"))
+        .collect()
+    )
+
+
+def combine(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Combine the partial sums into the final summary (cheap: one row per category and file)."""
+    return (
+        pl.concat(parts)
+        .group_by("category")
+        .agg(pl.col("orders").sum(), pl.col("revenue").sum().round(2))
+        .with_columns((pl.col("revenue") / pl.col("orders")).round(2).alias("avg_order_value"))
+        .sort("category")
+    )
+{%- else %}
+
+
+# Cached on the source's data (files, sizes, mtimes, Parquet footers) and the parameters.
+@task(
+    name="summarize",
+    cache_policy=INPUTS + TASK_SOURCE + SourceFingerprint(),
+    cache_expiration=CACHE_EXPIRATION,
+    **TASK_OPTIONS,
+)
+def summarize(source: ParquetSource, min_value: float) -> pl.DataFrame:
+    """Summarise sales by category in one streamed pass. Replace with your own transformation."""
+    return summarize_sales(source.scan(), min_value=min_value)
+{%- endif %}
+
+
+@flow(
+    name=FLOW_NAME,
+{%- if cookiecutter.shape == "partitioned" %}
+    task_runner=task_runner(),
+{%- endif %}
+    timeout_seconds=FLOW_TIMEOUT_SECONDS,
+    log_prints=True,
+{%- if cookiecutter.notifications == "email" %}
+    on_failure=[on_failure],
+    on_crashed=[on_failure],
+{%- endif %}
+)
+def run(
+    source_path: str = SOURCE_PATH,
+    table: str = TARGET_TABLE,
+    database: str = DUCKDB_PATH,
+    min_value: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0,
+) -> int:
+{%- if cookiecutter.shape == "partitioned" %}
+    """Summarise every file of ``source_path`` in parallel and replace ``table`` with the total.
+
+    Args:
+        source_path: Parquet folder, glob or s3:// prefix; one task run per matched file.
+        table: target DuckDB table (schema-qualified names are fine).
+        database: DuckDB file.
+        min_value: keep rows whose value is above this (0 or more).
+    """
+    dataset = ParquetSource(path=source_path)
+    partitions = [dataset.model_copy(update={"path": path}) for path in dataset.files()]
+    futures = summarize_partition.map(partitions, min_value=min_value)
+    summary = combine(futures.result())
+    print(f"Summarised {len(partitions)} partitions")
+{%- else %}
+    """Summarise rows with value > min_value by category and replace ``table`` with the result.
+
+    Args:
+        source_path: Parquet file, folder, glob or s3:// URI.
+        table: target DuckDB table (schema-qualified names are fine).
+        database: DuckDB file.
+        min_value: keep rows whose value is above this (0 or more).
+    """
+    source = ParquetSource(path=source_path, columns=["category", "quantity", "value"])
+    summary = summarize(source, min_value)
+{%- endif %}
+    # At most MAX_CONCURRENT_WRITES runs write DuckDB at once; the others queue here.
+    with concurrency(WRITE_LIMIT_NAME, occupy=1, strict=STRICT_WRITE_LIMIT):
+        rows = load_to_duckdb(summary, table, DuckDBConnection(database=database), mode="replace")
+    print(f"Loaded {rows} rows into {table} (write limit {WRITE_LIMIT_NAME}: {MAX_CONCURRENT_WRITES})")
+    return rows
+
+
+if __name__ == "__main__":
+    from {{ cookiecutter.module_name }}.setup_limits import ensure_limits
+
+    ensure_limits()
+    run()
