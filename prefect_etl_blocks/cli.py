@@ -168,19 +168,16 @@ def _cmd_history(args: argparse.Namespace) -> int:
         raise UsageError(
             f"DuckDB file {path} does not exist; pass the database file your flows load into."
         )
-    db = DuckDBConnection(database=path)
-    load_history = getattr(db, "load_history", None)
-    if load_history is None:
-        # The load ledger is not part of this version; printing nothing (or a made-up table)
-        # would read as "no loads happened".
-        print(
-            f"{PROG} history: {path} has no load history yet: this version of "
-            "prefect-etl-blocks does not record loads.",
-            file=sys.stderr,
-        )
-        return 1
-    history = load_history(args.table) if args.table else load_history()
-    print(history)
+    import polars as pl
+
+    db = DuckDBConnection(database=path, read_only=True)
+    history = db.load_history(args.table) if args.table else db.load_history()
+    if history.is_empty():
+        where = f" of table {args.table!r}" if args.table else ""
+        print(f"{PROG} history: no loads{where} recorded in {path} yet.", file=sys.stderr)
+    # Every column, and load ids in full: the ledger is read to find one load.
+    with pl.Config(tbl_cols=-1, tbl_rows=200, fmt_str_lengths=48, tbl_width_chars=400):
+        print(history)
     return 0
 
 

@@ -572,8 +572,8 @@ class DuckDBConnection(DatabaseBlock):
             InvalidIdentifierError: a table or column name DuckDB would change or cannot use.
             DataCheckError: a check failed.
             LoadConfigError: an unknown mode, missing keys, ``fail`` on an existing table.
-            LoadError: any other failure of the data (constraints, duplicate keys).
-            The table is exactly as it was before whenever a load raises.
+            LoadError: any other failure of the data (constraints, duplicate keys). Whatever
+                is raised, the table is exactly as it was before the load.
 
         Example:
             ```python
@@ -656,9 +656,14 @@ class DuckDBConnection(DatabaseBlock):
 
         Args:
             source: a :class:`~prefect_etl_blocks.ParquetSource` or a path / glob / ``s3://`` URI.
-            table, mode, keys, on_schema_change, checks, scd2_columns, return_result: as for
-                :meth:`load_frame` (``mode`` defaults to ``replace``, or ``append`` with
-                ``incremental=True``).
+            table: the target table, as for :meth:`load_frame`.
+            mode: as for :meth:`load_frame`; defaults to ``replace``, or ``append`` with
+                ``incremental=True``.
+            keys: as for :meth:`load_frame`.
+            on_schema_change: as for :meth:`load_frame`.
+            checks: as for :meth:`load_frame`.
+            scd2_columns: as for :meth:`load_frame`.
+            return_result: as for :meth:`load_frame`.
             incremental: read only the files not yet loaded into ``table`` (see
                 :func:`prefect_etl_blocks.loading.incremental.load_new_files`); a file whose
                 content changed has its earlier rows replaced. The file manifest is written in
@@ -668,8 +673,10 @@ class DuckDBConnection(DatabaseBlock):
             lineage_column: with ``incremental``: the column recording each row's file
                 (default ``_prefect_etl_file``), or ``None`` to keep the table without it (a
                 rewritten file then fails the load).
-            cursor, initial_value, lag: a cursor load as for :meth:`load_frame`; the predicate
-                ``cursor > mark`` is pushed into the Parquet scan, so old row groups are skipped.
+            cursor: a cursor load as for :meth:`load_frame`; the predicate ``cursor > mark`` is
+                pushed into the Parquet scan, so old row groups are skipped.
+            initial_value: as for :meth:`load_frame`.
+            lag: as for :meth:`load_frame`.
 
         Returns:
             The number of rows written, or the ``LoadResult`` with ``return_result=True``.

@@ -50,6 +50,7 @@ from prefect.blocks.abstract import DatabaseBlock
 from prefect_aws import AwsCredentials
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
+from prefect_etl_blocks import lineage
 from prefect_etl_blocks.checks import Check
 from prefect_etl_blocks.compat import query_polars
 from prefect_etl_blocks.errors import (
@@ -65,6 +66,13 @@ from prefect_etl_blocks.identifiers import quote_identifier, split_table_name
 from prefect_etl_blocks.loading.connections import in_transaction
 from prefect_etl_blocks.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
+from prefect_etl_blocks.loading.incremental import (
+    LINEAGE_COLUMN,
+    load_cursor,
+    load_new_files,
+    reset_incremental,
+)
+from prefect_etl_blocks.loading.ledger import history as ledger_history
 from prefect_etl_blocks.loading.staging import as_source, parquet_source
 
 if TYPE_CHECKING:
@@ -801,10 +809,15 @@ class DuckLakeConnection(DatabaseBlock):
         checks: Sequence[Check | str] | None = None,
         scd2_columns: Sequence[str] | dict[str, str] | None = None,
         return_result: bool = False,
+        *,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
     ) -> Any:
         """Async twin of :meth:`load_frame`."""
         return await self._in_thread(
-            self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+            self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns, return_result,
+            cursor=cursor, initial_value=initial_value, lag=lag,
         )
 
     @async_dispatch(aload_frame)
@@ -813,12 +826,16 @@ class DuckLakeConnection(DatabaseBlock):
         self,
         df: Any,
         table: str,
-        mode: LoadMode = "replace",
+        mode: LoadMode | None = None,
         keys: str | Sequence[str] | None = None,
         on_schema_change: OnSchemaChange = "fail",
         checks: Sequence[Check | str] | None = None,
         scd2_columns: Sequence[str] | dict[str, str] | None = None,
         return_result: bool = False,
+        *,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
     ) -> Any:
         """Write a frame into ``table`` in one DuckLake commit, exactly as
         :meth:`DuckDBConnection.load_frame <prefect_etl_blocks.DuckDBConnection.load_frame>`
@@ -844,8 +861,16 @@ class DuckLakeConnection(DatabaseBlock):
             ```
         """
         replayable = not isinstance(df, pa.RecordBatchReader)
+        if cursor is not None:
+            return self._run_load(
+                df, replayable, table, return_result, runner=load_cursor, cursor=cursor,
+                initial_value=initial_value, lag=lag, keys=keys, mode=mode,
+                on_schema_change=on_schema_change, checks=checks,
+            )
+        _no_cursor_options(initial_value, lag)
         return self._run_load(
-            as_source(df), replayable, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+            as_source(df), replayable, table, return_result, mode=mode or "replace", keys=keys,
+            on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
         )
 
     async def aload_parquet(
@@ -858,10 +883,19 @@ class DuckLakeConnection(DatabaseBlock):
         checks: Sequence[Check | str] | None = None,
         scd2_columns: Sequence[str] | dict[str, str] | None = None,
         return_result: bool = False,
+        *,
+        incremental: bool = False,
+        on_missing_file: Literal["keep", "delete"] = "keep",
+        lineage_column: str | None = LINEAGE_COLUMN,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
     ) -> Any:
         """Async twin of :meth:`load_parquet`."""
         return await self._in_thread(
-            self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+            self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns, return_result,
+            incremental=incremental, on_missing_file=on_missing_file, lineage_column=lineage_column,
+            cursor=cursor, initial_value=initial_value, lag=lag,
         )
 
     @async_dispatch(aload_parquet)
@@ -870,19 +904,29 @@ class DuckLakeConnection(DatabaseBlock):
         self,
         source: ParquetSource | str,
         table: str,
-        mode: LoadMode = "replace",
+        mode: LoadMode | None = None,
         keys: str | Sequence[str] | None = None,
         on_schema_change: OnSchemaChange = "fail",
         checks: Sequence[Check | str] | None = None,
         scd2_columns: Sequence[str] | dict[str, str] | None = None,
         return_result: bool = False,
+        *,
+        incremental: bool = False,
+        on_missing_file: Literal["keep", "delete"] = "keep",
+        lineage_column: str | None = LINEAGE_COLUMN,
+        cursor: str | None = None,
+        initial_value: Any = None,
+        lag: Any = None,
     ) -> Any:
         """Stream a Parquet dataset into ``table`` in one commit, as
         :meth:`DuckDBConnection.load_parquet <prefect_etl_blocks.DuckDBConnection.load_parquet>`.
 
         ``source`` is a :class:`~prefect_etl_blocks.ParquetSource` or a path, glob or ``s3://``
         URI; the other arguments are those of :meth:`load_frame`. A Parquet source can be read
-        again, so a commit conflict re-runs the load like a frame's.
+        again, so a commit conflict re-runs the load like a frame's. ``incremental=True`` loads
+        only files not loaded yet, and ``cursor=`` only rows past the table's high-water mark,
+        exactly as on ``DuckDBConnection``: the file manifest, cursor marks and load ledger live
+        in the lake's ``_prefect_etl`` schema and commit with the rows.
         """
         import os
 
@@ -890,8 +934,27 @@ class DuckLakeConnection(DatabaseBlock):
 
         if isinstance(source, str | os.PathLike):
             source = ParquetSource(path=os.fspath(source))
+        if incremental and cursor is not None:
+            raise LoadConfigError(
+                "load_parquet takes incremental=True (new files) or cursor=... (new rows), not both."
+            )
+        if incremental:
+            _no_cursor_options(initial_value, lag)
+            return self._run_load(
+                source, True, table, return_result, runner=load_new_files, origin=source,
+                mode=mode or "append", keys=keys, on_schema_change=on_schema_change, checks=checks,
+                on_missing_file=on_missing_file, lineage_column=lineage_column,
+            )
+        if cursor is not None:
+            return self._run_load(
+                source, True, table, return_result, runner=load_cursor, origin=source, cursor=cursor,
+                initial_value=initial_value, lag=lag, keys=keys, mode=mode,
+                on_schema_change=on_schema_change, checks=checks,
+            )
+        _no_cursor_options(initial_value, lag)
         return self._run_load(
-            parquet_source(source), True, table, mode, keys, on_schema_change, checks, scd2_columns, return_result
+            parquet_source(source), True, table, return_result, origin=source, mode=mode or "replace",
+            keys=keys, on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
         )
 
     @property
@@ -904,30 +967,81 @@ class DuckLakeConnection(DatabaseBlock):
         """How many times the last load ran (1 unless a commit conflict made it run again)."""
         return self._last_attempts
 
+    async def aload_history(self, table: str | None = None) -> pl.DataFrame:
+        """Async twin of :meth:`load_history`."""
+        return await self._in_thread(self.load_history, table)
+
+    @async_dispatch(aload_history)
+    @_masked_errors
+    def load_history(self, table: str | None = None) -> pl.DataFrame:
+        """The load ledger of the lake (one row per committed load), of ``table`` or of all;
+        the same columns as :meth:`DuckDBConnection.load_history
+        <prefect_etl_blocks.DuckDBConnection.load_history>`."""
+        with self._session() as con:
+            return ledger_history(con, _qualified(con, table) if table else None)
+
+    async def areset_incremental(self, table: str) -> int:
+        """Async twin of :meth:`reset_incremental`."""
+        return await self._in_thread(self.reset_incremental, table)
+
+    @async_dispatch(areset_incremental)
+    @_masked_errors
+    def reset_incremental(self, table: str) -> int:
+        """Forget ``table``'s incremental state (file manifest and cursor marks) in the lake.
+
+        Warning:
+            After a reset the next incremental load reads **every** file again (or every row
+            past ``initial_value``): with ``append`` the rows already in the table are loaded a
+            second time. Empty or replace the table first unless that is what you want.
+
+        Returns:
+            The number of state rows removed.
+        """
+        if self.read_only:
+            raise LoadConfigError(f"Cannot reset {table!r}: {self!r} is read_only.")
+        with self._session() as con:
+            qualified = _qualified(con, table)
+            with _memory_default(con):
+                return reset_incremental(con, qualified)
+
     def _run_load(
         self,
         source: Any,
         replayable: bool,
         table: str,
-        mode: str,
-        keys: Any,
-        on_schema_change: str,
-        checks: Any,
-        scd2_columns: Any,
         return_result: bool,
+        runner: Any = load,
+        origin: Any = None,
+        **options: Any,
     ) -> Any:
         if self.read_only:
             raise LoadConfigError(f"Cannot load into {table!r}: {self!r} is read_only.")
+        try:
+            result, attempt = self._commit_with_retries(source, replayable, table, runner, options)
+        except Exception as exc:
+            if lineage.in_prefect_run():
+                lineage.emit_load_failed(
+                    self.database_path, table, options.get("mode"), exc, lineage.source_fingerprint(origin)
+                )
+            raise
+        self._last_load = result
+        self._last_attempts = attempt
+        if lineage.in_prefect_run():
+            fingerprint = None if result.files else lineage.source_fingerprint(origin)
+            lineage.emit_load_succeeded(self.database_path, result, fingerprint)
+        return result if return_result else result.rows
+
+    def _commit_with_retries(
+        self, source: Any, replayable: bool, table: str, runner: Any, options: dict[str, Any]
+    ) -> tuple[LoadResult, int]:
+        """One load as one commit, run again from the start on a retryable conflict."""
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay, attempt = 0.1, 0
         while True:
             attempt += 1
             try:
                 with self._session() as con:
-                    result = _load_into_lake(
-                        con, source, table, mode=mode, keys=keys, on_schema_change=on_schema_change,
-                        checks=checks, scd2_columns=scd2_columns,
-                    )
+                    result = _load_into_lake(con, source, table, runner, **options)
                 break
             except TransactionConflictError as exc:
                 wait = delay * (0.5 + random.random())
@@ -951,9 +1065,7 @@ class DuckLakeConnection(DatabaseBlock):
                     ) from exc
                 time.sleep(wait)
                 delay = min(delay * 2, 5.0)
-        self._last_load = result
-        self._last_attempts = attempt
-        return result if return_result else result.rows
+        return result, attempt
 
     @staticmethod
     def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
@@ -1054,8 +1166,11 @@ class DuckLakeConnection(DatabaseBlock):
             return query_polars(con, f"SELECT * FROM ducklake_cleanup_old_files({', '.join(args)})", params)
 
 
-def _load_into_lake(con: duckdb.DuckDBPyConnection, source: Any, table: str, **options: Any) -> LoadResult:
-    """Run the engine's :func:`load` into the lake with DuckDB's own in-memory catalog as the
+def _load_into_lake(
+    con: duckdb.DuckDBPyConnection, source: Any, table: str, runner: Any = load, **options: Any
+) -> LoadResult:
+    """Run the engine's :func:`load` (or ``runner``: an incremental or cursor load, which take
+    the same ``con, source, table``) into the lake with DuckDB's own in-memory catalog as the
     default and the target spelled ``lake.schema.table``.
 
     Why: the engine asks ``txid_current()`` whether the connection is in a transaction, and
@@ -1064,19 +1179,31 @@ def _load_into_lake(con: duckdb.DuckDBPyConnection, source: Any, table: str, **o
     the load the question is answered by DuckDB's catalog; every name the engine writes is
     qualified, so the data still goes to the lake. The result reports the name the caller gave.
     """
+    qualified = _qualified(con, table)
+    with _memory_default(con):
+        result = runner(con, source, qualified, **options)
+    return dataclasses.replace(result, table=table)
+
+
+def _qualified(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """``table`` spelled ``lake.schema.table`` (names quoted), as the lake's ledger keys it."""
     parts = split_table_name(table)
-    if len(parts) < 3:
-        schema = parts[0] if len(parts) == 2 else con.execute("SELECT current_schema()").fetchall()[0][0]
-        database = con.execute("SELECT current_database()").fetchall()[0][0]
-        qualified = ".".join(quote_identifier(p) for p in (database, schema, parts[-1]))
-    else:
-        qualified = table
+    if len(parts) == 3:
+        return table
+    schema = parts[0] if len(parts) == 2 else con.execute("SELECT current_schema()").fetchall()[0][0]
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    return ".".join(quote_identifier(p) for p in (database, schema, parts[-1]))
+
+
+@contextmanager
+def _memory_default(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's in-memory catalog as the default while the engine works on qualified names (see
+    :func:`_load_into_lake` for why)."""
     con.execute("USE memory").fetchall()
     try:
-        result = load(con, source, qualified, **options)
+        yield
     finally:
         con.execute(f"USE {LAKE}").fetchall()
-    return dataclasses.replace(result, table=table)
 
 
 def _as_instant(value: dt.datetime | dt.timedelta) -> dt.datetime:
@@ -1155,3 +1282,8 @@ __all__ = [
     "expire_ducklake_snapshots",
     "scrub",
 ]
+
+
+def _no_cursor_options(initial_value: Any, lag: Any) -> None:
+    if initial_value is not None or lag is not None:
+        raise LoadConfigError("initial_value and lag apply to cursor loads: pass cursor='column' too.")

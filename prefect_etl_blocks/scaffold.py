@@ -74,6 +74,7 @@ _RANGES = {
 }
 _CHOICES = {
     "shape": ("batch", "partitioned"),
+    "warehouse": ("duckdb", "ducklake"),
     "result_storage": ("local", "s3"),
     "notifications": ("none", "email"),
     "task_runner": ("threads", "dask"),
@@ -216,6 +217,9 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
         value = answers.get(field)
         if not isinstance(value, str) or not pattern.fullmatch(value) or len(value) > 63:
             raise AnswerError(field, value, expected)
+    lake_block = answers.get("ducklake_block")
+    if lake_block is not None and (not isinstance(lake_block, str) or not _SLUG.fullmatch(lake_block) or len(lake_block) > 63):
+        raise AnswerError("ducklake_block", lake_block, "a block name: lowercase letters, digits and single dashes, starting with a letter")
     if keyword.iskeyword(answers["module_name"]):
         raise AnswerError("module_name", answers["module_name"], "a Python keyword cannot be a module name")
     for field in ("source_path", "duckdb_path"):

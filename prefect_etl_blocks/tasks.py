@@ -253,7 +253,9 @@ def load_to_duckdb(
         incremental: with a ``ParquetSource``, load only files not loaded into ``table`` yet
             (see :meth:`DuckDBConnection.load_parquet`); a retried task never loads a file twice.
         on_missing_file: with ``incremental``: ``keep`` or ``delete`` the rows of vanished files.
-        cursor, initial_value, lag: a cursor load: only rows past the table's high-water mark.
+        cursor: a cursor load: only rows past the table's high-water mark load.
+        initial_value: the cursor's mark before the first load.
+        lag: how far behind the mark rows are still taken (needs ``keys``).
 
     Returns:
         Rows written. A markdown artifact (key ``duckdb-load-<table>``) shows the strategy,

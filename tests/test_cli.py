@@ -340,19 +340,23 @@ def test_library_install_argument_matches_this_installation() -> None:
 # ----------------------------------------------------------------------------- history
 
 
-def test_history_without_a_ledger_says_so_and_fails(tmp_path: Path) -> None:
+def test_history_prints_the_load_ledger(tmp_path: Path) -> None:
+    import polars as pl
+
     from prefect_etl_blocks import DuckDBConnection
 
-    assert not hasattr(DuckDBConnection, "load_history")  # the ledger is future work
     database = tmp_path / "wh.duckdb"
-    duckdb.connect(str(database)).close()
-    result = run_cli("history", str(database), "daily_summary", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert stderr_lines(result) == [
-        f"prefect-etl history: {database} has no load history yet: this version of "
-        "prefect-etl-blocks does not record loads."
-    ]
+    db = DuckDBConnection(database=str(database))
+    result = db.load_frame(pl.DataFrame({"category": ["a"], "orders": [3]}), "daily_summary", return_result=True)
+    other = tmp_path / "empty.duckdb"
+    duckdb.connect(str(other)).close()
+    printed = run_cli("history", str(database), "daily_summary", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert result.load_id in printed.stdout and "replace" in printed.stdout
+    assert "Traceback" not in printed.stderr
+    empty = run_cli("history", str(other), cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr
+    assert "load_id" in empty.stdout  # an empty ledger, with its columns
 
 
 def test_history_of_a_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -429,3 +429,31 @@ def test_dask_workers_load_their_partitions_straight_into_the_lake_on_s3(
         writers = {w for f in futures for w in client.who_has([f])[f.key]}
     assert len(writers) >= 2  # several processes wrote, none funnelled through one
     assert lake.fetch_one("SELECT count(*), count(DISTINCT id), count(DISTINCT part) FROM sales") == (40_000, 40_000, 8)
+
+
+def test_incremental_files_cursor_ledger_and_reset_in_the_lake(lake: DuckLakeConnection, tmp_path: Path) -> None:
+    """Incremental file loads, cursor loads, the ledger and reset work on a lake as on a file;
+    the state lives in the lake's own ``_prefect_etl`` schema."""
+    from prefect_etl_blocks import ParquetSource
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pl.DataFrame({"id": [1, 2], "v": [1.0, 2.0]}).write_parquet(folder / "a.parquet")
+    source = ParquetSource(path=str(folder))
+    assert lake.load_parquet(source, "raw", incremental=True) == 2
+    assert lake.load_parquet(source, "raw", incremental=True) == 0  # nothing new
+    pl.DataFrame({"id": [3], "v": [3.0]}).write_parquet(folder / "b.parquet")
+    assert lake.load_parquet(source, "raw", incremental=True) == 1
+    pl.DataFrame({"id": [1, 2], "v": [10.0, 20.0]}).write_parquet(folder / "a.parquet")  # rewritten
+    assert lake.load_parquet(source, "raw", incremental=True) == 2
+    assert lake.fetch_all("SELECT id, v FROM raw ORDER BY id") == [(1, 10.0), (2, 20.0), (3, 3.0)]
+
+    assert lake.load_frame(pl.DataFrame({"id": [1, 2], "ts": [1, 2]}), "events", cursor="ts") == 2
+    assert lake.load_frame(pl.DataFrame({"id": [2, 3], "ts": [2, 3]}), "events", cursor="ts") == 1
+    assert lake.fetch_all("SELECT id FROM events ORDER BY id") == [(1,), (2,), (3,)]
+
+    history = lake.load_history("raw")
+    assert history["inserted"].to_list() == [2, 0, 1, 2] and set(history["incremental"]) == {"files"}
+    assert set(lake.load_history()["strategy"]) == {"append"}
+    assert lake.reset_incremental("raw") > 0
+    assert lake.load_parquet(source, "raw", incremental=True) == 3  # read everything again, as warned

@@ -84,7 +84,9 @@ def _check_state(db: DuckDBConnection, mode: str) -> None:
 
 
 def _no_leftovers(db: DuckDBConnection) -> None:
-    assert db.fetch_all("SELECT table_name FROM duckdb_tables() WHERE table_name <> 't'") == []
+    assert db.fetch_all(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name <> 't' AND schema_name <> '_prefect_etl'"
+    ) == []
     assert db.fetch_all("SELECT view_name FROM duckdb_views() WHERE NOT internal") == []
 
 

@@ -4,7 +4,9 @@ PID. Against it: the blocks register, a DuckLakeConnection saved there never sho
 password, and a scaffolded project deploys, runs on a process worker (Completed, with rows) and
 refuses a bad parameter by name. The settings are the ones docs/scaling.md gives as the recipe.
 
-The project's template cannot target DuckLake yet, so its rows land in a DuckDB file.
+The project runs twice over: into a DuckDB file (main suite, DuckDB 2.x) and, with
+``warehouse=ducklake``, into a DuckLake whose catalog is in the same PostgreSQL server (the
+DuckLake leg, DuckDB 1.5.5 with the extension wheels).
 """
 
 # ruff: noqa: F811  (fixtures are imported by name until tests/conftest.py lists their modules)
@@ -151,21 +153,31 @@ def test_blocks_register_and_a_saved_lake_never_shows_its_password(stack: Prefec
     assert inspect.returncode == 0 and PG_PASSWORD not in inspect.stdout + inspect.stderr
 
 
+@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("ducklake", marks=pytest.mark.ducklake)])
 def test_a_scaffolded_project_deploys_and_runs_on_the_production_stack(stack: PrefectServer, tmp_path: Path,
-                                                                      pg_server: PostgresServer) -> None:
+                                                                      pg_server: PostgresServer, warehouse: str) -> None:
     from prefect_etl_blocks.demo import generate_sales_data
     from prefect_etl_blocks.scaffold import new_project
 
     data = tmp_path / "data"
     generate_sales_data(data, rows=20_000, files=2, progress=False)
     database = tmp_path / "warehouse.duckdb"
-    project = new_project(
-        "etl-flow", output_dir=tmp_path, no_input=True,
-        extra_context={"project_name": "Prod ETL", "work_pool": "prod-pool",
-                       "source_path": str(data / "*.parquet"), "duckdb_path": str(database)},
-    )
+    answers = {"project_name": "Prod ETL", "work_pool": f"prod-pool-{warehouse}",
+               "source_path": str(data / "*.parquet"), "duckdb_path": str(database)}
+    if warehouse == "ducklake":
+        lake_db = pg_server.create_database("prodlake")
+        save = textwrap.dedent(f"""
+            from prefect_etl_blocks import DuckLakeConnection
+            DuckLakeConnection(catalog={f"postgres:{pg_server.dsn(lake_db)}"!r},
+                               data_path={str(tmp_path / "lake")!r}).save("prod-lake", overwrite=True)
+        """)
+        saved = run([sys.executable, "-c", save], stack)
+        assert saved.returncode == 0, saved.stderr[-3000:]
+        answers.update(warehouse="ducklake", ducklake_block="prod-lake")
+    project = new_project("etl-flow", output_dir=tmp_path, no_input=True, extra_context=answers)
     prefect = str(BIN / "prefect")
-    pool = run([prefect, "work-pool", "create", "prod-pool", "--type", "process"], stack)
+    pool_name = answers["work_pool"]
+    pool = run([prefect, "work-pool", "create", pool_name, "--type", "process"], stack)
     assert pool.returncode == 0, pool.stdout + pool.stderr
     limits = run([sys.executable, "-m", "prod_etl.setup_limits"], stack, cwd=project)
     assert limits.returncode == 0, limits.stderr
@@ -175,7 +187,7 @@ def test_a_scaffolded_project_deploys_and_runs_on_the_production_stack(stack: Pr
     worker_log = tmp_path / "worker.log"
     with worker_log.open("w") as sink:
         worker = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", "prod-pool", "--limit", "2"],
+            [prefect, "worker", "start", "--pool", pool_name, "--limit", "2"],
             env=stack.env(), cwd=project, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -189,11 +201,18 @@ def test_a_scaffolded_project_deploys_and_runs_on_the_production_stack(stack: Pr
         )
         stored = pg_server.admin(f"SELECT state_type FROM flow_run WHERE id = '{run_id}'", dbname="prefect")
         assert stored.strip() == "COMPLETED"  # the run's state lives in PostgreSQL
-        con = duckdb.connect(str(database), read_only=True)
-        try:
-            assert con.execute("SELECT count(*) FROM prod.summary").fetchone()[0] == 8
-        finally:
-            con.close()
+        if warehouse == "ducklake":
+            from prefect_etl_blocks import DuckLakeConnection
+
+            lake = DuckLakeConnection(catalog=f"postgres:{pg_server.dsn(lake_db)}", data_path=str(tmp_path / "lake"))
+            assert lake.fetch_one("SELECT count(*) FROM prod.summary") == (8,)  # the rows are in the lake
+            assert lake.load_history("prod.summary")["strategy"].to_list() == ["replace"]
+        else:
+            con = duckdb.connect(str(database), read_only=True)
+            try:
+                assert con.execute("SELECT count(*) FROM prod.summary").fetchone()[0] == 8
+            finally:
+                con.close()
 
         bad = run([prefect, "deployment", "run", name, "--params", json.dumps({"min_value": -5})], stack)
         assert bad.returncode != 0 and "min_value" in bad.stdout + bad.stderr, bad.stdout + bad.stderr

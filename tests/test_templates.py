@@ -122,6 +122,9 @@ def test_plain_template_asks_for_the_shape(tmp_path: Path) -> None:
         ("partitioned-flow", {"task_runner": "dask"}, [], ["alerts.py"]),
         ("partitioned-flow", {"task_runner": "dask", "dask_address": "tcp://127.0.0.1:8786"}, [], []),
         ("partitioned-flow", {"task_runner": "threads", "notifications": "email", "result_storage": "s3"}, ["alerts.py", "storage.py"], []),
+        ("etl-flow", {"warehouse": "ducklake"}, ["sample_data.py"], ["alerts.py"]),
+        ("partitioned-flow", {"warehouse": "ducklake", "task_runner": "dask"}, ["sample_data.py"], ["storage.py"]),
+        ("partitioned-flow", {"warehouse": "ducklake", "task_runner": "threads", "notifications": "email"}, ["alerts.py"], []),
     ],
 )
 def test_bake_each_option(tmp_path: Path, preset: str, context: dict, present: list[str], absent: list[str]) -> None:
@@ -140,6 +143,14 @@ def test_bake_each_option(tmp_path: Path, preset: str, context: dict, present: l
     if context.get("task_runner") == "dask":
         assert "DaskTaskRunner" in flow and "prefect-etl-blocks[dask]" in (project / "pyproject.toml").read_text()
         assert settings_values(project)["DASK_ADDRESS"] == context.get("dask_address", "")
+    if context.get("warehouse") == "ducklake":
+        values = settings_values(project)
+        assert values["DUCKLAKE_BLOCK"] == f"{project.name}-lake" and "DUCKDB_PATH" not in values
+        assert "DuckLakeConnection.load(" in flow and "concurrency(" not in flow
+        params = yaml.safe_load((project / "prefect.yaml").read_text())["deployments"][0]["parameters"]
+        assert params["lake_block"] == values["DUCKLAKE_BLOCK"] and "database" not in params
+        if "partitioned" in flow and context.get("task_runner") == "dask":
+            assert '"processes": True' in flow and "load_partition.map" in flow
 
 
 @pytest.mark.parametrize(
@@ -160,6 +171,8 @@ def test_bake_each_option(tmp_path: Path, preset: str, context: dict, present: l
         ("result_storage", "gcs"),
         ("work_pool", "Pool With Spaces"),
         ("work_pool", "{{ 7*7 }}"),
+        ("warehouse", "sqlite"),
+        ("ducklake_block", "Not A Slug"),
         ("source_path", "a\nb"),
         ("source_path", "a\u2028b"),
         ("project_name", "x\x00y"),
@@ -241,7 +254,7 @@ def _hostile_text(max_size: int) -> st.SearchStrategy[str]:
                            "duckdb_path", "cron_schedule", "timezone", "cache_expiration_hours", "retries",
                            "retry_delay_seconds", "task_timeout_seconds", "flow_timeout_seconds",
                            "max_concurrent_writes", "task_runner", "max_workers", "dask_address",
-                           "result_storage", "notifications", "work_pool"]),
+                           "result_storage", "notifications", "work_pool", "warehouse", "ducklake_block"]),
 )
 def test_hypothesis_answers_are_data_never_code(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, field: str) -> None:
     """Any answer to any question: either refused naming that field, or printed literally into

@@ -6,19 +6,32 @@ classification). :func:`load` ties them together over a plain DuckDB connection.
 
 from prefect_etl_blocks.loading.connections import file_lock, in_transaction, transaction
 from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
+from prefect_etl_blocks.loading.incremental import (
+    LINEAGE_COLUMN,
+    load_cursor,
+    load_new_files,
+    reset_incremental,
+)
+from prefect_etl_blocks.loading.ledger import STATE_SCHEMA, history
 from prefect_etl_blocks.loading.staging import Source, as_source, parquet_source
 from prefect_etl_blocks.loading.strategies import MODES, SCD2Columns
 
 __all__ = [
+    "LINEAGE_COLUMN",
     "MODES",
+    "STATE_SCHEMA",
     "LoadResult",
     "SCD2Columns",
     "Source",
     "as_source",
     "file_lock",
+    "history",
     "in_transaction",
     "load",
+    "load_cursor",
+    "load_new_files",
     "parquet_source",
+    "reset_incremental",
     "table_exists",
     "transaction",
 ]

@@ -109,9 +109,11 @@ def load(
             pass theirs); every load writes its ledger row in its own transaction.
 
     Raises:
-        InvalidIdentifierError, LoadConfigError, SchemaMismatchError, DataCheckError,
-        LoadError: data errors; TransactionConflictError, SourceUnavailableError: transient.
-        The table is exactly as before whenever it raises.
+        DataError: bad names (``InvalidIdentifierError``), options (``LoadConfigError``),
+            schemas (``SchemaMismatchError``), checks (``DataCheckError``) or data
+            (``LoadError``). The table is exactly as before whenever it raises.
+        TransientError: ``TransactionConflictError`` or ``SourceUnavailableError``; a retry
+            may succeed.
     """
     started = time.perf_counter()
     if mode not in MODES:

@@ -76,7 +76,12 @@ def _file_identity(source: Any, files: list[Any], content_check: bool) -> list[t
 
 
 def _file_source(
-    con: duckdb.DuckDBPyConnection, source: Any, paths: list[str], hive: bool, lineage: str | None
+    con: duckdb.DuckDBPyConnection,
+    source: Any,
+    paths: list[str],
+    hive: bool,
+    lineage: str | None,
+    rescannable: bool = False,
 ) -> Source:
     """A :class:`Source` over ``paths`` of ``source`` (its columns and filter applied) with the
     lineage column last. Only the footers of ``paths`` are checked."""
@@ -121,7 +126,10 @@ def _file_source(
     def register_local(c: duckdb.DuckDBPyConnection, name: str) -> None:
         c.register(name, relation)
 
-    return Source(names, f"ParquetSource {source.path!r}", register_local)
+    # Files on local disk can be scanned again at no cost, so without checks (which would
+    # read the data a second time) the engine inserts straight from the scan, skipping the copy
+    # into a temp table.
+    return Source(names, f"ParquetSource {source.path!r}", register_local, in_memory=rescannable)
 
 
 def _lineage_name(lineage_column: str | None) -> str | None:
@@ -153,7 +161,9 @@ def load_new_files(
         source: the ``ParquetSource`` (local file, folder, glob, hive folder or ``s3://``).
         table: the target table.
         mode: ``append`` (default), ``upsert``, ``delete-insert`` or ``insert-only``.
-        keys, on_schema_change, checks: as for :func:`~prefect_etl_blocks.loading.load`.
+        keys: as for :func:`~prefect_etl_blocks.loading.load`.
+        on_schema_change: as for :func:`~prefect_etl_blocks.loading.load`.
+        checks: as for :func:`~prefect_etl_blocks.loading.load`.
         on_missing_file: ``keep`` (default) leaves the rows of a file that disappeared;
             ``delete`` deletes them (needs the lineage column).
         lineage_column: the column holding each row's file (``_prefect_etl_file``), or
@@ -250,7 +260,9 @@ def load_new_files(
                 [key, [f[0] for f in to_read], [f[1] for f in to_read], [f[2] for f in to_read],
                  [f[3] for f in to_read], entry.load_id, ledger.utcnow()],
             ).fetchall()
-            src = _file_source(con, source, entry.files, bool(hive), lineage)
+            src = _file_source(
+                con, source, entry.files, bool(hive), lineage, rescannable=mode == "append" and not checks
+            )
             result = load(
                 con, src, table, mode=mode, keys=keys, on_schema_change=on_schema_change,
                 checks=checks, ledger_entry=entry,
@@ -323,7 +335,8 @@ def load_cursor(
         keys: key columns: rows at the boundary and within ``lag`` are upserted, not duplicated.
         mode: ``append`` without keys (default), ``upsert`` (default with keys) or
             ``insert-only``.
-        on_schema_change, checks: as for :func:`~prefect_etl_blocks.loading.load`.
+        on_schema_change: as for :func:`~prefect_etl_blocks.loading.load`.
+        checks: as for :func:`~prefect_etl_blocks.loading.load`.
 
     Example:
         ```python

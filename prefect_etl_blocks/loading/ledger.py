@@ -23,7 +23,6 @@ catalog is named.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,22 +37,24 @@ from prefect_etl_blocks.identifiers import quote_identifier as q
 STATE_SCHEMA = "_prefect_etl"
 
 _DDL = {
+    # No PRIMARY KEY or NOT NULL: DuckLake catalogs (which keep their state in the
+    # lake) do not support them, and a uuid4 per load is unique anyway.
     "loads": (
-        "load_id VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, strategy VARCHAR NOT NULL, "
-        "incremental VARCHAR, inserted BIGINT NOT NULL, updated BIGINT NOT NULL, "
-        "deleted BIGINT NOT NULL, created BOOLEAN NOT NULL, files VARCHAR[], "
+        "load_id VARCHAR, table_name VARCHAR, strategy VARCHAR, "
+        "incremental VARCHAR, inserted BIGINT, updated BIGINT, "
+        "deleted BIGINT, created BOOLEAN, files VARCHAR[], "
         "files_deleted VARCHAR[], cursor_column VARCHAR, cursor_from VARCHAR, "
         "cursor_to VARCHAR, schema_changes VARCHAR[], checks VARCHAR[], flow_run_id VARCHAR, "
-        "task_run_id VARCHAR, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP NOT NULL"
+        "task_run_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP"
     ),
     "files": (
-        "table_name VARCHAR NOT NULL, path VARCHAR NOT NULL, size BIGINT NOT NULL, "
-        "version VARCHAR NOT NULL, footer_sha256 VARCHAR, load_id VARCHAR NOT NULL, "
-        "loaded_at TIMESTAMP NOT NULL"
+        "table_name VARCHAR, path VARCHAR, size BIGINT, "
+        "version VARCHAR, footer_sha256 VARCHAR, load_id VARCHAR, "
+        "loaded_at TIMESTAMP"
     ),
     "cursors": (
-        "table_name VARCHAR NOT NULL, cursor_column VARCHAR NOT NULL, mark VARCHAR, "
-        "mark_type VARCHAR, load_id VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL"
+        "table_name VARCHAR, cursor_column VARCHAR, mark VARCHAR, "
+        "mark_type VARCHAR, load_id VARCHAR, updated_at TIMESTAMP"
     ),
 }
 
@@ -231,7 +232,3 @@ def reset(con: duckdb.DuckDBPyConnection, table: str) -> int:
             rows = con.execute(f"DELETE FROM {schema}.{q(name)} WHERE table_name = ?", [key]).fetchall()
             removed += int(rows[0][0]) if rows else 0
     return removed
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

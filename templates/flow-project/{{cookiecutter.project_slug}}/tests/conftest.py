@@ -24,8 +24,27 @@ def harness():
 
 
 def write_sales(folder, files: int = 3, rows: int = 2000, seed: int = 7) -> None:
-    """Sample sales Parquet files (the same generator as ``python -m {{ cookiecutter.module_name }}.sample_data``)."""
+    """Sample sales Parquet files, from the same generator as the ``sample_data`` module."""
     write_sample_sales(folder, rows=rows, files=files, seed=seed)
+
+
+{%- if cookiecutter.warehouse == "ducklake" %}
+
+
+@pytest.fixture(autouse=True)
+def lake(tmp_path):
+    """A fresh local DuckLake (a DuckDB metadata file and a data folder), saved under the block
+    name the flow loads. Production uses a PostgreSQL catalog and S3: only the block changes."""
+    from prefect_etl_blocks import DuckLakeConnection
+    from prefect_etl_blocks.ducklake import close_instances
+
+    from {{ cookiecutter.module_name }}.settings import DUCKLAKE_BLOCK
+
+    block = DuckLakeConnection(catalog=str(tmp_path / "catalog.ducklake"), data_path=str(tmp_path / "lake"))
+    block.save(DUCKLAKE_BLOCK, overwrite=True)
+    yield block
+    close_instances()
+{%- endif %}
 
 
 @pytest.fixture

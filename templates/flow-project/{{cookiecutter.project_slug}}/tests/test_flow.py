@@ -1,11 +1,21 @@
 """The flow on generated sample data, under the Prefect test harness."""
 
+{% if cookiecutter.warehouse == "duckdb" -%}
 import duckdb
+{% endif -%}
 import polars as pl
 from prefect.client.orchestration import get_client
 
 from {{ cookiecutter.module_name }}.flow import run
-from {{ cookiecutter.module_name }}.settings import FLOW_TIMEOUT_SECONDS, RETRIES, TARGET_TABLE, TASK_TIMEOUT_SECONDS
+from {{ cookiecutter.module_name }}.settings import (
+{%- if cookiecutter.warehouse == "ducklake" %}
+    DUCKLAKE_BLOCK,
+{%- endif %}
+    FLOW_TIMEOUT_SECONDS,
+    RETRIES,
+    TARGET_TABLE,
+    TASK_TIMEOUT_SECONDS,
+)
 from tests.conftest import write_sales
 
 
@@ -27,39 +37,65 @@ def expected_summary(folder, min_value: float = 0.0) -> list[tuple]:
     return list(frame.iter_rows())
 
 
+SUMMARY_SQL = f"SELECT category, orders, round(revenue, 2) FROM {TARGET_TABLE} ORDER BY category"
+{%- if cookiecutter.warehouse == "ducklake" %}
+
+
+def where(tmp_path, name: str) -> dict:
+    """The flow's target: the lake saved under DUCKLAKE_BLOCK by the ``lake`` fixture."""
+    return {"lake_block": DUCKLAKE_BLOCK}
+
+
+def summary_rows(tmp_path, name: str) -> list[tuple]:
+    from prefect_etl_blocks import DuckLakeConnection
+
+    return DuckLakeConnection.load(DUCKLAKE_BLOCK).fetch_all(SUMMARY_SQL)
+{%- else %}
+
+
+def where(tmp_path, name: str) -> dict:
+    """The flow's target: a DuckDB file of its own per test."""
+    return {"database": str(tmp_path / f"{name}.duckdb")}
+
+
+def summary_rows(tmp_path, name: str) -> list[tuple]:
+    con = duckdb.connect(str(tmp_path / f"{name}.duckdb"), read_only=True)
+    try:
+        return con.execute(SUMMARY_SQL).fetchall()
+    finally:
+        con.close()
+{%- endif %}
+
+
 def test_flow_loads_the_summary(sales_dir, tmp_path):
-    database = str(tmp_path / "warehouse.duckdb")
-    rows = run(source_path=str(sales_dir / "*.parquet"), database=database)
+    rows = run(source_path=str(sales_dir / "*.parquet"), **where(tmp_path, "warehouse"))
     assert rows == 8
-    con = duckdb.connect(database, read_only=True)
-    got = con.execute(f"SELECT category, orders, round(revenue, 2) FROM {TARGET_TABLE} ORDER BY category").fetchall()
-    assert got == expected_summary(sales_dir)
+    assert summary_rows(tmp_path, "warehouse") == expected_summary(sales_dir)
 
 
 def test_min_value_filters_rows(sales_dir, tmp_path):
-    database = str(tmp_path / "filtered.duckdb")
-    run(source_path=str(sales_dir / "*.parquet"), database=database, min_value=50.0)
-    con = duckdb.connect(database, read_only=True)
-    got = con.execute(f"SELECT category, orders, round(revenue, 2) FROM {TARGET_TABLE} ORDER BY category").fetchall()
-    assert got == expected_summary(sales_dir, 50.0)
+    run(source_path=str(sales_dir / "*.parquet"), min_value=50.0, **where(tmp_path, "filtered"))
+    assert summary_rows(tmp_path, "filtered") == expected_summary(sales_dir, 50.0)
 
 
 {%- if cookiecutter.shape == "partitioned" %}
 
 
 def test_only_changed_partitions_are_recomputed(sales_dir, tmp_path):
-    kwargs = {"source_path": str(sales_dir), "database": str(tmp_path / "c.duckdb")}
+    kwargs = {"source_path": str(sales_dir), **where(tmp_path, "c")}
+    task = {{ '"load-partition"' if cookiecutter.warehouse == "ducklake" else '"summarize-partition"' }}
     run(**kwargs)
     second = run(**kwargs, return_state=True)
-    assert task_states(second, "summarize-partition") == ["Cached", "Cached", "Cached"]
+    assert task_states(second, task) == ["Cached", "Cached", "Cached"]
     write_sales(sales_dir, files=3, seed=99)  # a new seed rewrites every file
     third = run(**kwargs, return_state=True)
-    assert task_states(third, "summarize-partition") == ["Completed", "Completed", "Completed"]
+    assert task_states(third, task) == ["Completed", "Completed", "Completed"]
+    assert summary_rows(tmp_path, "c") == expected_summary(sales_dir)
 {%- else %}
 
 
 def test_summary_is_cached_until_the_data_changes(sales_dir, tmp_path):
-    kwargs = {"source_path": str(sales_dir / "*.parquet"), "database": str(tmp_path / "c.duckdb")}
+    kwargs = {"source_path": str(sales_dir / "*.parquet"), **where(tmp_path, "c")}
     first = run(**kwargs, return_state=True)
     second = run(**kwargs, return_state=True)
     assert first.is_completed() and second.is_completed()
@@ -71,7 +107,7 @@ def test_summary_is_cached_until_the_data_changes(sales_dir, tmp_path):
 
 
 def test_bad_parameter_fails_naming_it(sales_dir, tmp_path):
-    state = run(source_path=str(sales_dir), database=str(tmp_path / "b.duckdb"), min_value=-1, return_state=True)
+    state = run(source_path=str(sales_dir), min_value=-1, return_state=True, **where(tmp_path, "b"))
     assert state.is_failed()
     assert "min_value" in state.message
 
@@ -80,7 +116,7 @@ def test_missing_column_fails_without_retrying(tmp_path):
     folder = tmp_path / "odd"
     folder.mkdir()
     pl.DataFrame({"category": ["a"], "price": [1.0]}).write_parquet(folder / "part.parquet")
-    state = run(source_path=str(folder / "*.parquet"), database=str(tmp_path / "m.duckdb"), return_state=True)
+    state = run(source_path=str(folder / "*.parquet"), return_state=True, **where(tmp_path, "m"))
     assert state.is_failed()
     with get_client(sync_client=True) as client:
         runs = [r for r in client.read_task_runs() if r.flow_run_id == state.state_details.flow_run_id]

@@ -8,7 +8,12 @@ from prefect_etl_blocks.tasks import retry_transient
 FLOW_NAME = {{ cookiecutter.flow_name | pyrepr }}
 SOURCE_PATH = {{ cookiecutter.source_path | pyrepr }}
 TARGET_TABLE = {{ cookiecutter.target_table | pyrepr }}
+{%- if cookiecutter.warehouse == "ducklake" %}
+# The saved DuckLakeConnection block the flow loads into (catalog, data path, credentials).
+DUCKLAKE_BLOCK = {{ cookiecutter.ducklake_block | pyrepr }}
+{%- else %}
 DUCKDB_PATH = {{ cookiecutter.duckdb_path | pyrepr }}
+{%- endif %}
 CACHE_EXPIRATION = timedelta(hours={{ cookiecutter.cache_expiration_hours | int }})
 RETRIES = {{ cookiecutter.retries | int }}
 RETRY_DELAY_SECONDS = {{ cookiecutter.retry_delay_seconds | int }}

@@ -1,4 +1,6 @@
-"""Create (or resize) the global concurrency limit around DuckDB writes: ``python -m {{ cookiecutter.module_name }}.setup_limits``.
+"""Create (or resize) the global concurrency limit around DuckDB writes.
+
+    python -m {{ cookiecutter.module_name }}.setup_limits
 
 Run it once per Prefect server (and again after changing MAX_CONCURRENT_WRITES). It is
 idempotent. The flow uses ``strict=True``, so without this limit a run fails loudly instead of
