@@ -35,8 +35,7 @@ from prefect.serializers import Serializer
 from prefect_aws.s3 import S3Bucket
 
 from prefect_etl_blocks.errors import ResultStorageError, UnsavedBlockError
-from prefect_etl_blocks.serializers import check_stored_record
-from prefect_etl_blocks.serializers import PolarsParquetSerializer
+from prefect_etl_blocks.serializers import PolarsParquetSerializer, check_stored_record
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/s3_result_storage/"
 

@@ -32,6 +32,7 @@ def test_prefect_etl_console_script_is_declared_and_petl_is_not() -> None:
 def test_every_runtime_import_is_declared() -> None:
     """Each third-party module the package imports is a declared dependency (or a stdlib one)."""
     import ast
+
     import tomllib
 
     declared = {

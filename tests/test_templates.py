@@ -10,10 +10,10 @@ import os
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -231,11 +231,12 @@ MARKER_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
 def _payloads(marker: Path) -> list[str]:
     """Jinja that would create ``marker`` if any engine evaluated it."""
     command = f"touch {marker}"
+    quoted = "'" + command + "'"
     return [
-        "{{ cycler.__init__.__globals__.os.system('%s') }}" % command,
-        "{%% set x = cycler.__init__.__globals__.os.popen('%s').read() %%}" % command,
-        "{{ self.__init__.__globals__.__builtins__.__import__('os').system('%s') }}" % command,
-        "{# %s #}{{ lipsum.__globals__['os'].system('%s') }}" % (command, command),
+        "{{ cycler.__init__.__globals__.os.system(" + quoted + ") }}",
+        "{% set x = cycler.__init__.__globals__.os.popen(" + quoted + ").read() %}",
+        "{{ self.__init__.__globals__.__builtins__.__import__('os').system(" + quoted + ") }}",
+        "{# " + command + " #}{{ lipsum.__globals__['os'].system(" + quoted + ") }}",
     ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.prefect_server import BIN, PrefectServer
+from tests.fixtures.prefect_server import PrefectServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("prefect_server"), pytest.mark.timeout(300)]
 
