@@ -75,6 +75,7 @@ _RANGES = {
 _CHOICES = {
     "shape": ("batch", "partitioned"),
     "warehouse": ("duckdb", "ducklake"),
+    "load_strategy": ("full", "incremental"),
     "result_storage": ("local", "s3"),
     "notifications": ("none", "email"),
     "task_runner": ("threads", "dask"),
@@ -269,6 +270,12 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
     for field, choices in _CHOICES.items():
         if field in answers and answers[field] not in choices:
             raise AnswerError(field, answers[field], f"one of {', '.join(choices)}")
+    if answers.get("load_strategy") == "incremental" and answers.get("shape") == "partitioned":
+        raise AnswerError(
+            "load_strategy", "incremental",
+            "the partitioned shape already recomputes only changed files (each file's task is "
+            "cached on it); use load_strategy=incremental with shape=batch (the etl-flow preset)",
+        )
     address = answers.get("dask_address", "")
     if address and not re.fullmatch(r"(tcp|tls)://[A-Za-z0-9.\-\[\]:]{1,200}", str(address)):
         raise AnswerError("dask_address", address, "empty (local cluster) or a scheduler address like tcp://10.0.0.5:8786")

@@ -123,6 +123,8 @@ def test_plain_template_asks_for_the_shape(tmp_path: Path) -> None:
         ("partitioned-flow", {"task_runner": "dask", "dask_address": "tcp://127.0.0.1:8786"}, [], []),
         ("partitioned-flow", {"task_runner": "threads", "notifications": "email", "result_storage": "s3"}, ["alerts.py", "storage.py"], []),
         ("etl-flow", {"warehouse": "ducklake"}, ["sample_data.py"], ["alerts.py"]),
+        ("etl-flow", {"load_strategy": "incremental"}, ["sample_data.py"], ["alerts.py"]),
+        ("etl-flow", {"load_strategy": "incremental", "warehouse": "ducklake"}, ["sample_data.py"], ["alerts.py"]),
         ("partitioned-flow", {"warehouse": "ducklake", "task_runner": "dask"}, ["sample_data.py"], ["storage.py"]),
         ("partitioned-flow", {"warehouse": "ducklake", "task_runner": "threads", "notifications": "email"}, ["alerts.py"], []),
     ],
@@ -143,6 +145,8 @@ def test_bake_each_option(tmp_path: Path, preset: str, context: dict, present: l
     if context.get("task_runner") == "dask":
         assert "DaskTaskRunner" in flow and "prefect-etl-blocks[dask]" in (project / "pyproject.toml").read_text()
         assert settings_values(project)["DASK_ADDRESS"] == context.get("dask_address", "")
+    if context.get("load_strategy") == "incremental":
+        assert "incremental=True" in flow and "summarize_raw" in flow and "def summarize(" in flow
     if context.get("warehouse") == "ducklake":
         values = settings_values(project)
         assert values["DUCKLAKE_BLOCK"] == f"{project.name}-lake" and "DUCKDB_PATH" not in values
@@ -193,6 +197,12 @@ def test_task_timeouts_must_fit_in_the_flow_timeout() -> None:
     with pytest.raises(AnswerError, match="4 attempts of 1000 s plus 84 s of retry delays need 4084 s") as info:
         validate_answers(answers)
     assert info.value.field == "task_timeout_seconds"
+
+
+def test_incremental_strategy_is_for_the_batch_shape(tmp_path: Path) -> None:
+    with pytest.raises(AnswerError, match="use load_strategy=incremental with shape=batch") as info:
+        new_project("partitioned-flow", output_dir=tmp_path, no_input=True, extra_context={"load_strategy": "incremental"})
+    assert info.value.field == "load_strategy" and list(tmp_path.iterdir()) == []
 
 
 def test_underscore_keys_cannot_be_overridden(tmp_path: Path) -> None:
@@ -255,7 +265,8 @@ def _hostile_text(max_size: int) -> st.SearchStrategy[str]:
                            "duckdb_path", "cron_schedule", "timezone", "cache_expiration_hours", "retries",
                            "retry_delay_seconds", "task_timeout_seconds", "flow_timeout_seconds",
                            "max_concurrent_writes", "task_runner", "max_workers", "dask_address",
-                           "result_storage", "notifications", "work_pool", "warehouse", "ducklake_block"]),
+                           "result_storage", "notifications", "work_pool", "warehouse", "ducklake_block",
+                           "load_strategy"]),
 )
 def test_hypothesis_answers_are_data_never_code(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, field: str) -> None:
     """Any answer to any question: either refused naming that field, or printed literally into
@@ -355,7 +366,7 @@ def _venv_with_checkout(tmp_path: Path) -> Path:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("preset", "context"),
-    [("etl-flow", {}), ("partitioned-flow", {"task_runner": "dask"})],
+    [("etl-flow", {}), ("etl-flow", {"load_strategy": "incremental"}), ("partitioned-flow", {"task_runner": "dask"})],
 )
 def test_generated_project_installs_and_passes_its_own_tests(tmp_path: Path, preset: str, context: dict) -> None:
     project = new_project(preset, output_dir=tmp_path / "out", no_input=True, extra_context=context)

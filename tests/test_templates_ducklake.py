@@ -32,6 +32,7 @@ def _project_env(project: Path) -> dict[str, str]:
     ("preset", "context", "passed"),
     [
         ("etl-flow", {}, 7),
+        ("etl-flow", {"load_strategy": "incremental"}, 7),
         ("partitioned-flow", {"task_runner": "threads"}, 7),
         ("partitioned-flow", {"task_runner": "dask", "max_workers": "2"}, 7),
     ],

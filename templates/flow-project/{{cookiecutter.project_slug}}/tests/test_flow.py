@@ -91,6 +91,33 @@ def test_only_changed_partitions_are_recomputed(sales_dir, tmp_path):
     third = run(**kwargs, return_state=True)
     assert task_states(third, task) == ["Completed", "Completed", "Completed"]
     assert summary_rows(tmp_path, "c") == expected_summary(sales_dir)
+{%- elif cookiecutter.load_strategy == "incremental" %}
+
+
+def loaded_per_run(tmp_path, name: str) -> list[int]:
+{%- if cookiecutter.warehouse == "ducklake" %}
+    from prefect_etl_blocks import DuckLakeConnection
+
+    warehouse = DuckLakeConnection.load(DUCKLAKE_BLOCK)
+{%- else %}
+    from prefect_etl_blocks import DuckDBConnection
+
+    warehouse = DuckDBConnection(database=str(tmp_path / f"{name}.duckdb"), read_only=True)
+{%- endif %}
+    return warehouse.load_history(f"{TARGET_TABLE}_raw")["inserted"].to_list()
+
+
+def test_only_new_files_are_loaded(sales_dir, tmp_path):
+    kwargs = {"source_path": str(sales_dir / "*.parquet"), **where(tmp_path, "inc")}
+    run(**kwargs)
+    run(**kwargs)  # nothing new: 0 rows read
+    write_sales(sales_dir / "more", files=2, rows=500, seed=11)
+    for path in (sales_dir / "more").glob("*.parquet"):
+        path.rename(sales_dir / f"new-{path.name}")
+    run(**kwargs)  # only the two new files
+    run(**kwargs)
+    assert loaded_per_run(tmp_path, "inc") == [2000, 0, 500, 0]
+    assert summary_rows(tmp_path, "inc") == expected_summary(sales_dir)
 {%- else %}
 
 

@@ -26,7 +26,7 @@ from typing import Annotated
 
 import polars as pl
 from prefect import flow, task{% if cookiecutter.warehouse == "ducklake" and cookiecutter.shape == "partitioned" %}, unmapped{% endif %}
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, {% if cookiecutter.load_strategy == "incremental" %}NO_CACHE, {% endif %}TASK_SOURCE
 {%- if cookiecutter.warehouse == "duckdb" %}
 from prefect.concurrency.sync import concurrency
 {%- endif %}
@@ -41,7 +41,7 @@ from prefect_etl_blocks import DuckLakeConnection, ParquetSource, SourceFingerpr
 {%- else %}
 from prefect_etl_blocks import DuckDBConnection, ParquetSource, SourceFingerprint
 {%- endif %}
-{%- if cookiecutter.warehouse == "ducklake" and cookiecutter.shape == "partitioned" %}
+{%- if (cookiecutter.warehouse == "ducklake" and cookiecutter.shape == "partitioned") or cookiecutter.load_strategy == "incremental" %}
 from prefect_etl_blocks.identifiers import quote_table
 {%- endif %}
 {%- if cookiecutter.shape == "batch" %}
@@ -173,6 +173,20 @@ def combine(parts: list[pl.DataFrame]) -> pl.DataFrame:
 def summarize(source: ParquetSource, min_value: float) -> pl.DataFrame:
     """Summarise sales by category in one streamed pass. Replace with your own transformation."""
     return summarize_sales(source.scan(), min_value=min_value)
+{%- if cookiecutter.load_strategy == "incremental" %}
+
+
+# Reads the warehouse, which changes between runs: never cached.
+@task(name="summarize-raw", cache_policy=NO_CACHE, **TASK_OPTIONS)
+def summarize_raw(raw_table: str, min_value: float, warehouse: {{ "DuckLakeConnection" if cookiecutter.warehouse == "ducklake" else "DuckDBConnection" }}) -> pl.DataFrame:
+    """The summary over every raw row loaded so far, computed by SQL inside the warehouse."""
+    return warehouse.query(
+        "SELECT category, count(*) AS orders, sum(quantity) AS units, round(sum(value), 2) AS revenue, "
+        f"round(avg(value), 2) AS avg_order_value FROM {quote_table(raw_table)} "
+        "WHERE value > $min_value GROUP BY category ORDER BY category",
+        {"min_value": min_value},
+    )
+{%- endif %}
 {%- endif %}
 
 
@@ -241,9 +255,32 @@ def run(
         min_value: keep rows whose value is above this (0 or more).
     """
     source = ParquetSource(path=source_path, columns=["category", "quantity", "value"])
+{%- if cookiecutter.load_strategy == "incremental" %}
+    raw_table = f"{table}_raw"
+{%- if cookiecutter.warehouse == "ducklake" %}
+    warehouse = DuckLakeConnection.load(lake_block)
+    # Only files not loaded yet (or changed) are read; the manifest commits with the rows.
+    new_rows = load_to_duckdb(source, raw_table, warehouse, incremental=True)
+    summary = summarize_raw(raw_table, min_value, warehouse)
+    rows = load_to_duckdb(summary, table, warehouse, mode="replace")
+{%- else %}
+    warehouse = DuckDBConnection(database=database)
+    # At most MAX_CONCURRENT_WRITES runs write DuckDB at once; the others queue here.
+    with concurrency(WRITE_LIMIT_NAME, occupy=1, strict=STRICT_WRITE_LIMIT):
+        # Only files not loaded yet (or changed) are read; the manifest commits with the rows.
+        new_rows = load_to_duckdb(source, raw_table, warehouse, incremental=True)
+        summary = summarize_raw(raw_table, min_value, warehouse)
+        rows = load_to_duckdb(summary, table, warehouse, mode="replace")
+    print(f"Write limit {WRITE_LIMIT_NAME}: {MAX_CONCURRENT_WRITES} at once")
+{%- endif %}
+    print(f"Loaded {new_rows} new rows into {raw_table}; {table} rebuilt with {rows} rows")
+    return rows
+{%- else %}
     summary = summarize(source, min_value)
 {%- endif %}
-{%- if cookiecutter.warehouse == "ducklake" %}
+{%- endif %}
+{%- if cookiecutter.shape == "batch" and cookiecutter.load_strategy == "incremental" %}
+{%- elif cookiecutter.warehouse == "ducklake" %}
     # A DuckLake takes many writers at once (each load is one commit; conflicts are retried),
     # so no global write limit is held here.
     rows = load_to_duckdb(summary, table, {% if cookiecutter.shape == "partitioned" %}lake{% else %}DuckLakeConnection.load(lake_block){% endif %}, mode="replace")
@@ -254,7 +291,9 @@ def run(
         rows = load_to_duckdb(summary, table, DuckDBConnection(database=database), mode="replace")
     print(f"Loaded {rows} rows into {table} (write limit {WRITE_LIMIT_NAME}: {MAX_CONCURRENT_WRITES})")
 {%- endif %}
+{%- if not (cookiecutter.shape == "batch" and cookiecutter.load_strategy == "incremental") %}
     return rows
+{%- endif %}
 
 
 if __name__ == "__main__":
