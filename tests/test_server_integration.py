@@ -228,6 +228,19 @@ def test_baked_project_deploys_and_runs_on_a_worker(prefect_server: PrefectServe
         assert con.execute("SELECT count(*) FROM it.summary").fetchone()[0] == 8
         con.close()
 
+        # Lineage: the load emitted an asset materialization event the real server stored.
+        from prefect_etl_blocks.lineage import SUCCEEDED, asset_key
+
+        key = asset_key(str(database), "it.summary")
+        query = {"filter": {"event": {"name": [SUCCEEDED]}, "resource": {"id": [key]}}, "limit": 10}
+        deadline = time.monotonic() + 90
+        events: list[dict] = []
+        while not events and time.monotonic() < deadline:
+            events = api(prefect_server, "POST", "/events/filter", json=query).json()["events"]
+            time.sleep(1)
+        assert events, f"no {SUCCEEDED} event for {key}"
+        assert events[0]["payload"]["rows"] == 8 and events[0]["payload"]["strategy"] == "replace"
+
         # Refused before a run exists: the deployment enforces the flow's parameter schema.
         bad = run([prefect, "deployment", "run", name, "--params", json.dumps({"min_value": -5})], prefect_server)
         assert bad.returncode != 0 and "min_value" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
