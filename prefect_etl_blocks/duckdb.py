@@ -57,6 +57,7 @@ from prefect_etl_blocks.loading.incremental import (
     LINEAGE_COLUMN,
     load_cursor,
     load_new_files,
+    no_cursor_options,
     reset_incremental,
 )
 from prefect_etl_blocks.loading.ledger import history as ledger_history
@@ -597,7 +598,7 @@ class DuckDBConnection(DatabaseBlock):
                 ),
                 table, return_result,
             )
-        _no_cursor_options(initial_value, lag)
+        no_cursor_options(initial_value, lag)
         return self._run_load(
             as_source(df), table, mode or "replace", keys, on_schema_change, checks, scd2_columns,
             return_result,
@@ -710,7 +711,7 @@ class DuckDBConnection(DatabaseBlock):
                 "both."
             )
         if incremental:
-            _no_cursor_options(initial_value, lag)
+            no_cursor_options(initial_value, lag)
             return self._run_incremental(
                 partial(
                     load_new_files, source=source, table=table, mode=mode or "append", keys=keys,
@@ -728,7 +729,7 @@ class DuckDBConnection(DatabaseBlock):
                 ),
                 table, return_result, origin=source, mode=mode,
             )
-        _no_cursor_options(initial_value, lag)
+        no_cursor_options(initial_value, lag)
         return self._run_load(
             parquet_source(source), table, mode or "replace", keys, on_schema_change, checks,
             scd2_columns, return_result, origin=source,
@@ -840,11 +841,6 @@ class DuckDBConnection(DatabaseBlock):
 
     def __repr__(self) -> str:
         return f"DuckDBConnection(database={self.database!r}, read_only={self.read_only!r})"
-
-
-def _no_cursor_options(initial_value: Any, lag: Any) -> None:
-    if initial_value is not None or lag is not None:
-        raise LoadConfigError("initial_value and lag apply to cursor loads: pass cursor='column' too.")
 
 
 @contextmanager

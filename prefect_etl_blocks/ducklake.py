@@ -56,7 +56,6 @@ from prefect_etl_blocks.compat import query_polars
 from prefect_etl_blocks.errors import (
     DuckDBLockTimeoutError,
     LoadConfigError,
-    PrefectETLBlocksError,
     SourceUnavailableError,
     TransactionConflictError,
     first_line,
@@ -70,10 +69,12 @@ from prefect_etl_blocks.loading.incremental import (
     LINEAGE_COLUMN,
     load_cursor,
     load_new_files,
+    no_cursor_options,
     reset_incremental,
 )
 from prefect_etl_blocks.loading.ledger import history as ledger_history
 from prefect_etl_blocks.loading.staging import as_source, parquet_source
+from prefect_etl_blocks.tasks import retry_transient
 
 if TYPE_CHECKING:
     from prefect_etl_blocks.parquet import ParquetSource
@@ -867,7 +868,7 @@ class DuckLakeConnection(DatabaseBlock):
                 initial_value=initial_value, lag=lag, keys=keys, mode=mode,
                 on_schema_change=on_schema_change, checks=checks,
             )
-        _no_cursor_options(initial_value, lag)
+        no_cursor_options(initial_value, lag)
         return self._run_load(
             as_source(df), replayable, table, return_result, mode=mode or "replace", keys=keys,
             on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
@@ -939,7 +940,7 @@ class DuckLakeConnection(DatabaseBlock):
                 "load_parquet takes incremental=True (new files) or cursor=... (new rows), not both."
             )
         if incremental:
-            _no_cursor_options(initial_value, lag)
+            no_cursor_options(initial_value, lag)
             return self._run_load(
                 source, True, table, return_result, runner=load_new_files, origin=source,
                 mode=mode or "append", keys=keys, on_schema_change=on_schema_change, checks=checks,
@@ -951,7 +952,7 @@ class DuckLakeConnection(DatabaseBlock):
                 initial_value=initial_value, lag=lag, keys=keys, mode=mode,
                 on_schema_change=on_schema_change, checks=checks,
             )
-        _no_cursor_options(initial_value, lag)
+        no_cursor_options(initial_value, lag)
         return self._run_load(
             parquet_source(source), True, table, return_result, origin=source, mode=mode or "replace",
             keys=keys, on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
@@ -1223,20 +1224,11 @@ def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 # ---------------------------------------------------------------------- Prefect tasks
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except PrefectETLBlocksError as exc:
-        return exc.retryable
-    except Exception:
-        return True
-    return False
-
-
 _TASK_OPTIONS: dict[str, Any] = {
     "retries": 2,
     "retry_delay_seconds": [5, 30],
-    "retry_condition_fn": _retry_transient,
+    # The library's one retry condition: transient errors and network failures, never bad data.
+    "retry_condition_fn": retry_transient,
 }
 
 
@@ -1282,8 +1274,3 @@ __all__ = [
     "expire_ducklake_snapshots",
     "scrub",
 ]
-
-
-def _no_cursor_options(initial_value: Any, lag: Any) -> None:
-    if initial_value is not None or lag is not None:
-        raise LoadConfigError("initial_value and lag apply to cursor loads: pass cursor='column' too.")

@@ -39,9 +39,6 @@ from prefect_etl_blocks.filters import Filter, parse_filter
 from prefect_etl_blocks.loading.boundary import NETWORK
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/parquet_source/"
-# Object-store failures that say "the network or the service", not "the data" (the same
-# patterns the load engine uses at its boundary).
-_NETWORK = NETWORK
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DTYPE_ALIASES = {"utf8": "string", "str": "string", "int": "int64", "float": "float64", "bool": "boolean"}
 
@@ -374,7 +371,7 @@ class ParquetSource(Block):
         try:
             return pl.scan_parquet(path, storage_options=self.polars_storage_options()).collect_schema()
         except (pl.exceptions.ComputeError, OSError) as exc:
-            if self.is_remote and (is_transient(exc) or _NETWORK.search(str(exc))):
+            if self.is_remote and (is_transient(exc) or NETWORK.search(str(exc))):
                 # A network blip is not a corrupt file: say so, and let retries happen.
                 raise SourceUnavailableError(
                     f"{path} could not be read: the object store did not answer "

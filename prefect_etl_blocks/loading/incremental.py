@@ -483,3 +483,9 @@ def reset_incremental(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 __all__ = ["LINEAGE_COLUMN", "load_cursor", "load_new_files", "reset_incremental"]
+
+
+def no_cursor_options(initial_value: Any, lag: Any) -> None:
+    """Refuse ``initial_value`` / ``lag`` without ``cursor=`` (they would be silently ignored)."""
+    if initial_value is not None or lag is not None:
+        raise LoadConfigError("initial_value and lag apply to cursor loads: pass cursor='column' too.")

@@ -21,6 +21,10 @@ RETRY_DELAY_SECONDS = {{ cookiecutter.retry_delay_seconds | int }}
 # the project was generated: TASK_TIMEOUT_SECONDS x (RETRIES + 1) + delays <= FLOW_TIMEOUT_SECONDS).
 TASK_TIMEOUT_SECONDS = {{ cookiecutter.task_timeout_seconds | int }}
 FLOW_TIMEOUT_SECONDS = {{ cookiecutter.flow_timeout_seconds | int }}
+{%- if cookiecutter.result_storage == "s3" %}
+# The saved S3ResultStorage block task results go to (see storage.py).
+RESULT_STORAGE_BLOCK = {{ ("s3-result-storage/" ~ cookiecutter.project_slug ~ "-results") | pyrepr }}
+{%- endif %}
 # Options shared by every task: retries only for failures a retry can fix (a lock held by
 # another writer, a network blip); bad data or a missing column fails at once.
 TASK_OPTIONS = {
@@ -32,7 +36,7 @@ TASK_OPTIONS = {
     "persist_result": True,
     "result_serializer": "polars-parquet",
 {%- if cookiecutter.result_storage == "s3" %}
-    "result_storage": {{ ("s3-result-storage/" ~ cookiecutter.project_slug ~ "-results") | pyrepr }},
+    "result_storage": RESULT_STORAGE_BLOCK,
 {%- endif %}
 }
 # Global concurrency limit held around every DuckDB write (see setup_limits.py).
@@ -41,9 +45,6 @@ MAX_CONCURRENT_WRITES = {{ cookiecutter.max_concurrent_writes | int }}
 # strict=True: a missing limit is an error, never a silently unprotected write.
 STRICT_WRITE_LIMIT = True
 DEPLOYMENT_NAME = {{ (cookiecutter.flow_name ~ "-scheduled") | pyrepr }}
-{%- if cookiecutter.result_storage == "s3" %}
-RESULT_STORAGE_BLOCK = {{ ("s3-result-storage/" ~ cookiecutter.project_slug ~ "-results") | pyrepr }}
-{%- endif %}
 {%- if cookiecutter.notifications == "email" %}
 EMAIL_NOTIFIER_BLOCK = {{ (cookiecutter.project_slug ~ "-email") | pyrepr }}
 {%- endif %}
