@@ -67,6 +67,15 @@ def query_polars(
     return pl.from_arrow(relation.to_arrow_table())  # type: ignore[return-value]
 
 
+def finish_result(con: duckdb.DuckDBPyConnection) -> None:
+    """Run the last ``execute()`` result on ``con`` to its end without fetching its rows:
+    DuckDB 2.0 refuses other work (``sql``, ``register``) on a connection with an unfinished
+    result, which matters when a block keeps its connection. DuckDB 1.5 has no such state."""
+    complete = getattr(con, "complete", None)
+    if complete is not None:
+        complete()
+
+
 _CONFLICT = re.compile(
     r"conflict|concurrent|retry|could not commit|transaction .* (?:aborted|failed)", re.IGNORECASE
 )
@@ -85,6 +94,7 @@ __all__ = [
     "DUCKDB_VERSION",
     "EXTENSION_WHEELS",
     "duckdb_version_tag",
+    "finish_result",
     "is_commit_conflict",
     "query_polars",
 ]

@@ -25,7 +25,7 @@ errors; any message that still carries it is masked. ``repr``/``str`` mask it to
 from __future__ import annotations
 
 import atexit
-import copy
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -36,22 +36,17 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial, wraps
-from typing import TYPE_CHECKING, Any, Literal
+from functools import wraps
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import anyio.to_thread
 import duckdb
 import polars as pl
-import pyarrow as pa
 from prefect import task
-from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import DatabaseBlock
 from prefect_aws import AwsCredentials
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
-from prefect_etl_blocks import lineage
-from prefect_etl_blocks.checks import Check
 from prefect_etl_blocks.compat import query_polars
 from prefect_etl_blocks.errors import (
     DuckDBLockTimeoutError,
@@ -63,31 +58,23 @@ from prefect_etl_blocks.errors import (
 from prefect_etl_blocks.extensions import load_extension
 from prefect_etl_blocks.identifiers import quote_identifier, split_table_name
 from prefect_etl_blocks.loading.connections import in_transaction
-from prefect_etl_blocks.loading.contracts import OnSchemaChange
-from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
-from prefect_etl_blocks.loading.incremental import (
-    LINEAGE_COLUMN,
-    load_cursor,
-    load_new_files,
-    no_cursor_options,
-    reset_incremental,
-)
-from prefect_etl_blocks.loading.ledger import history as ledger_history
-from prefect_etl_blocks.loading.staging import as_source, parquet_source
+from prefect_etl_blocks.loading.engine import LoadResult, load
 from prefect_etl_blocks.tasks import retry_transient
+from prefect_etl_blocks.warehouse import WarehouseMethods, check_extension_names
 
-if TYPE_CHECKING:
-    from prefect_etl_blocks.parquet import ParquetSource
-
-LoadMode = Literal["replace", "append", "upsert", "fail", "delete-insert", "insert-only", "scd2"]
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/ducklake_connection/"
 #: The name the lake is attached under (and made the default with ``USE``).
 LAKE = "lake"
 MASK = "********"
-_CREATE_GUARD = threading.Lock()
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PASSWORD_KV = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
 _LOCKED = "Could not set lock on file"
+#: A first ATTACH creates the catalog's tables. When several processes attach a new catalog at
+#: once, all but one fail on the tables the winner just committed; attaching again then finds a
+#: complete catalog (PostgreSQL makes the losers wait for the winner's commit).
+_INIT_RACE = re.compile(
+    r"Failed to initialize DuckLake.*(duplicate key value|already exists|database is locked)", re.S
+)
 _core_settings: frozenset[str] | None = None
 #: One DuckDB instance per block configuration and process (see ``DuckLakeConnection._open``).
 _INSTANCES: dict[str, duckdb.DuckDBPyConnection] = {}
@@ -196,18 +183,13 @@ def _masked_errors(method: Any) -> Any:
 
     @wraps(method)
     def wrapper(self: DuckLakeConnection, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with self._masking():
             return method(self, *args, **kwargs)
-        except Exception as exc:
-            clean = self._clean_exception(exc)
-            if clean is exc:
-                raise
-            raise clean from None
 
     return wrapper
 
 
-class DuckLakeConnection(DatabaseBlock):
+class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
     """A DuckLake: catalog in PostgreSQL (or SQLite, or a DuckDB file), data as Parquet in a
     folder or on S3, written by many processes and machines at once.
 
@@ -240,6 +222,28 @@ class DuckLakeConnection(DatabaseBlock):
         print(lake.query("SELECT * FROM sales.stock ORDER BY id"))
         lake.compact()
         ```
+
+        Replace whole days, then keep one connection (the lake attached and in use) for
+        several statements:
+        ```python
+        import tempfile
+        import polars as pl
+        from prefect_etl_blocks import DuckLakeConnection
+
+        root = tempfile.mkdtemp()
+        lake = DuckLakeConnection(catalog=f"{root}/c.ducklake", data_path=f"{root}/data")
+        lake.load_frame(pl.DataFrame({"day": ["d1", "d1"], "qty": [1, 2]}), "sales")
+        result = lake.load_frame(pl.DataFrame({"day": ["d1"], "qty": [9]}), "sales",
+                                 mode="delete-insert", keys="day", return_result=True)
+        assert (result.deleted, result.inserted) == (2, 1)
+        with lake.get_connection() as con:
+            con.execute("CREATE TABLE t AS SELECT 42 AS answer")
+            print(con.sql("SELECT * FROM t").fetchall())
+        ```
+
+    ``close()`` closes what the block holds; the process keeps one DuckDB instance per
+    configuration (with the catalog connection) for the next call, and
+    :func:`close_instances` closes those.
     """
 
     # A validation error must not echo the catalog text it refused (it may hold a password).
@@ -307,7 +311,8 @@ class DuckLakeConnection(DatabaseBlock):
         ge=0,
         description=(
             "How long a load keeps retrying after a commit conflict with another writer (and "
-            "how long to wait for a DuckDB metadata file locked by another process) before "
+            "how long to wait for a DuckDB metadata file locked by another process, or for "
+            "another process creating a new catalog's tables) before "
             "failing with an error that says so."
         ),
     )
@@ -330,13 +335,7 @@ class DuckLakeConnection(DatabaseBlock):
     @field_validator("extensions")
     @classmethod
     def _extension_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-                raise ValueError(
-                    f"extension name {name!r} is not valid: use a plain name such as 'spatial' "
-                    "(letters, digits, underscore)."
-                )
-        return value
+        return check_extension_names(value)
 
     @field_validator("catalog")
     @classmethod
@@ -416,13 +415,6 @@ class DuckLakeConnection(DatabaseBlock):
         con.execute(f"CREATE OR REPLACE TEMPORARY SECRET __petl_lake_s3 (TYPE s3, {names})", list(options.values())).fetchall()
 
     # ------------------------------------------------------------------ connection handling
-    def _lock(self) -> threading.RLock:
-        if self._guard is None:
-            with _CREATE_GUARD:
-                if self._guard is None:
-                    self._guard = threading.RLock()
-        return self._guard
-
     def _instance(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB instance with the extensions loaded, the secrets set and the lake
         attached (``init_sql`` runs here, once per instance)."""
@@ -531,6 +523,16 @@ class DuckLakeConnection(DatabaseBlock):
                         "process at a time: use a PostgreSQL catalog for concurrent writers, or "
                         "raise lock_timeout_seconds."
                     ) from None
+                if _INIT_RACE.search(str(exc)):
+                    if time.monotonic() < deadline:
+                        time.sleep(delay * (0.5 + random.random()))
+                        delay = min(delay * 1.6, 1.0)
+                        continue
+                    raise TransactionConflictError(
+                        f"The DuckLake catalog {spec.masked()!r} was still being created by another "
+                        f"process after {self.lock_timeout_seconds:g} s ({text}). Retrying can help; "
+                        "to avoid the wait, attach the catalog once before starting parallel workers."
+                    ) from None
                 if "does not match existing data path" in str(exc):
                     raise LoadConfigError(
                         f"data_path {self.data_path!r} differs from the data path stored in the "
@@ -547,127 +549,36 @@ class DuckLakeConnection(DatabaseBlock):
                     f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}."
                 ) from None
 
-    @contextmanager
-    def _session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one operation: the held one, or a short-lived one."""
-        with self._lock():
-            if self._connection is not None:
-                yield self._connection
-                return
-            con = self._open()
-            try:
-                yield con
-            except (duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException):
-                # The catalog connection may be gone (server restarted): reconnect next time.
-                self._drop_instance()
-                raise
-            finally:
-                con.close()
-
-    def _hold(self) -> duckdb.DuckDBPyConnection:
-        with self._lock():
-            if self._connection is None:
-                self._connection = self._open()
-            self._held += 1
-            return self._connection
-
-    def _release(self) -> None:
-        with self._lock():
-            self._held = max(0, self._held - 1)
-            if self._held == 0 and not self._cursors:
-                self._close_connection()
+    # ------------------------------------------------------------------ hooks of WarehouseMethods
+    def _fresh_private(self) -> dict[str, Any]:
+        return {**super()._fresh_private(), "_last_attempts": 0}
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Keep one connection (with the lake attached as ``lake``) open for the ``with`` body.
-
-        Example:
-            ```python
-            import tempfile
-            from prefect_etl_blocks import DuckLakeConnection
-
-            root = tempfile.mkdtemp()
-            lake = DuckLakeConnection(catalog=f"{root}/c.ducklake", data_path=f"{root}/data")
-            with lake.get_connection() as con:
-                con.execute("CREATE TABLE t AS SELECT 42 AS answer")
-                print(con.sql("SELECT * FROM t").fetchall())
-            ```
-        """
-        con = self._hold()
+    def _masking(self) -> Iterator[None]:
+        """Re-raise whatever escapes with the catalog's secrets masked in its text."""
         try:
-            yield con
-        finally:
-            self._release()
+            yield
+        except Exception as exc:
+            clean = self._clean_exception(exc)
+            if clean is exc:
+                raise
+            raise clean from None
 
-    def _close_connection(self) -> None:
-        for cursor, _ in self._cursors.values():
-            try:
-                cursor.close()
-            except duckdb.Error:
-                pass
-        self._cursors.clear()
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            finally:
-                self._connection = None
+    def _session_broken(self) -> None:
+        # The catalog connection may be gone (server restarted): reconnect next time.
+        self._drop_instance()
 
-    def reset_cursors(self) -> None:
-        """Forget the open ``fetch_many`` result sets (the next call starts from the top)."""
-        with self._lock():
-            for cursor, _ in self._cursors.values():
-                cursor.close()
-            self._cursors.clear()
-            if self._held == 0:
-                self._close_connection()
+    def _qualify(self, con: duckdb.DuckDBPyConnection, table: str) -> str:
+        return _qualified(con, table)
 
-    def close(self) -> None:
-        """Close the held connection and any cursors. Safe to call more than once. The
-        process's shared DuckDB instance (and its catalog connection) stays for the next
-        operation; :func:`close_instances` closes those."""
-        with self._lock():
-            self._held = 0
-            self._close_connection()
+    def _state_scope(self, con: duckdb.DuckDBPyConnection) -> contextlib.AbstractContextManager[None]:
+        return _memory_default(con)
 
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        self.close()
-
-    def __enter__(self) -> DuckLakeConnection:
-        self._guarded_hold()
-        return self
-
-    @_masked_errors
-    def _guarded_hold(self) -> duckdb.DuckDBPyConnection:
-        return self._hold()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._release()
-
-    async def __aenter__(self) -> DuckLakeConnection:
-        await anyio.to_thread.run_sync(self._guarded_hold)
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self._release()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        private = dict(state.get("__pydantic_private__") or {})
-        private.update(_connection=None, _guard=None, _cursors={}, _held=0, _last_load=None, _last_attempts=0)
-        state["__pydantic_private__"] = private
-        return state
-
-    def __copy__(self) -> DuckLakeConnection:
-        # model_copy() goes through here: a copy opens its own connections, never shares one.
-        new = super().__copy__()
-        object.__setattr__(new, "__pydantic_private__", dict(self.__getstate__()["__pydantic_private__"]))
-        return new
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DuckLakeConnection:
-        new = type(self).__new__(type(self))
-        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
-        return new
+    def _commit(
+        self, runner: Any, source: Any, table: str, replayable: bool, options: dict[str, Any]
+    ) -> LoadResult:
+        result, self._last_attempts = self._commit_with_retries(source, replayable, table, runner, options)
+        return result
 
     def __repr__(self) -> str:
         try:
@@ -678,359 +589,10 @@ class DuckLakeConnection(DatabaseBlock):
 
     __str__ = __repr__
 
-    # ------------------------------------------------------------------ DatabaseBlock
-    async def _in_thread(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(partial(method, *args, _sync=True, **kwargs))
-
-    async def afetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
-        """Async twin of :meth:`fetch_one`."""
-        return await self._in_thread(self.fetch_one, operation, parameters, **execution_options)
-
-    @async_dispatch(afetch_one)
-    @_masked_errors
-    def fetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
-        """Run a query and return its first row (or ``None``), with bound ``parameters``."""
-        with self._session() as con:
-            rows = con.execute(operation, parameters).fetchall()
-            return rows[0] if rows else None
-
-    async def afetch_many(
-        self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
-    ) -> list[tuple]:
-        """Async twin of :meth:`fetch_many`."""
-        return await self._in_thread(self.fetch_many, operation, parameters, size, **execution_options)
-
-    @async_dispatch(afetch_many)
-    @_masked_errors
-    def fetch_many(
-        self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
-    ) -> list[tuple]:
-        """Return the next ``size`` rows (default 1) of a query; repeated calls continue where
-        the last stopped, as Prefect's ``DatabaseBlock`` specifies."""
-        key = (operation, repr(parameters))
-        want = size or 1
-        with self._lock():
-            entry = self._cursors.get(key)
-            if entry is None:
-                if self._connection is None:
-                    self._connection = self._open()
-                cursor = self._connection.cursor()
-                cursor.execute(operation, parameters)
-                entry = self._cursors[key] = (cursor, [])
-            cursor, buffered = entry
-            rows = buffered + cursor.fetchmany(want + 1 - len(buffered))
-            if len(rows) > want:
-                self._cursors[key] = (cursor, rows[want:])
-                return rows[:want]
-            cursor.close()
-            del self._cursors[key]
-            if self._held == 0 and not self._cursors:
-                self._close_connection()
-            return rows
-
-    async def afetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
-        """Async twin of :meth:`fetch_all`."""
-        return await self._in_thread(self.fetch_all, operation, parameters, **execution_options)
-
-    @async_dispatch(afetch_all)
-    @_masked_errors
-    def fetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
-        """Run a query and return all rows as tuples, with bound ``parameters``."""
-        with self._session() as con:
-            return con.execute(operation, parameters).fetchall()
-
-    async def aexecute(self, operation: str, parameters: Any = None, **execution_options: Any) -> None:
-        """Async twin of :meth:`execute`."""
-        await self._in_thread(self.execute, operation, parameters, **execution_options)
-
-    @async_dispatch(aexecute)
-    @_masked_errors
-    def execute(self, operation: str, parameters: Any = None, **execution_options: Any) -> None:
-        """Run one statement (DDL or DML) with bound ``parameters``, committed on return."""
-        with self._session() as con:
-            con.execute(operation, parameters).fetchall()
-
-    async def aexecute_many(
-        self, operation: str, seq_of_parameters: Sequence[Any], **execution_options: Any
-    ) -> None:
-        """Async twin of :meth:`execute_many`."""
-        await self._in_thread(self.execute_many, operation, seq_of_parameters, **execution_options)
-
-    @async_dispatch(aexecute_many)
-    @_masked_errors
-    def execute_many(self, operation: str, seq_of_parameters: Sequence[Any], **execution_options: Any) -> None:
-        """Run one statement once per parameter set, all in one transaction (one snapshot)."""
-        with self._session() as con:
-            if self._in_transaction(con):
-                con.executemany(operation, list(seq_of_parameters))
-                return
-            con.execute("BEGIN TRANSACTION").fetchall()
-            try:
-                con.executemany(operation, list(seq_of_parameters))
-            except BaseException:
-                try:
-                    con.execute("ROLLBACK").fetchall()
-                except duckdb.Error:
-                    pass  # DuckDB may already have rolled the failed transaction back
-                raise
-            con.execute("COMMIT").fetchall()
-
-    # ------------------------------------------------------------------ Polars
-    async def aquery(self, sql: str, parameters: Any = None) -> pl.DataFrame:
-        """Async twin of :meth:`query`."""
-        return await self._in_thread(self.query, sql, parameters)
-
-    @async_dispatch(aquery)
-    @_masked_errors
-    def query(self, sql: str, parameters: Any = None) -> pl.DataFrame:
-        """Run a query and return a ``pl.DataFrame``; ``?``/``$name`` placeholders are bound.
-        Time travel works as in DuckLake: ``SELECT * FROM t AT (VERSION => 3)``."""
-        with self._session() as con:
-            return query_polars(con, sql, parameters)
-
-    async def atable_exists(self, table: str) -> bool:
-        """Async twin of :meth:`table_exists`."""
-        return await self._in_thread(self.table_exists, table)
-
-    @async_dispatch(atable_exists)
-    @_masked_errors
-    def table_exists(self, table: str) -> bool:
-        """Whether ``table`` (optionally schema-qualified) exists in the lake."""
-        parts = split_table_name(table)
-        with self._session() as con:
-            return table_exists(con, parts)
-
-    async def aload_frame(
-        self,
-        df: Any,
-        table: str,
-        mode: LoadMode = "replace",
-        keys: str | Sequence[str] | None = None,
-        on_schema_change: OnSchemaChange = "fail",
-        checks: Sequence[Check | str] | None = None,
-        scd2_columns: Sequence[str] | dict[str, str] | None = None,
-        return_result: bool = False,
-        *,
-        cursor: str | None = None,
-        initial_value: Any = None,
-        lag: Any = None,
-    ) -> Any:
-        """Async twin of :meth:`load_frame`."""
-        return await self._in_thread(
-            self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns, return_result,
-            cursor=cursor, initial_value=initial_value, lag=lag,
-        )
-
-    @async_dispatch(aload_frame)
-    @_masked_errors
-    def load_frame(
-        self,
-        df: Any,
-        table: str,
-        mode: LoadMode | None = None,
-        keys: str | Sequence[str] | None = None,
-        on_schema_change: OnSchemaChange = "fail",
-        checks: Sequence[Check | str] | None = None,
-        scd2_columns: Sequence[str] | dict[str, str] | None = None,
-        return_result: bool = False,
-        *,
-        cursor: str | None = None,
-        initial_value: Any = None,
-        lag: Any = None,
-    ) -> Any:
-        """Write a frame into ``table`` in one DuckLake commit, exactly as
-        :meth:`DuckDBConnection.load_frame <prefect_etl_blocks.DuckDBConnection.load_frame>`
-        does (same modes, ``on_schema_change``, checks and errors).
-
-        A commit that conflicts with another writer's is run again from the start, with
-        back-off, up to ``commit_retries`` times within ``lock_timeout_seconds``; a one-shot
-        ``pa.RecordBatchReader`` cannot be read twice, so its conflict is raised at once as
-        :class:`~prefect_etl_blocks.errors.TransactionConflictError` (a task retry re-runs it).
-
-        Example:
-            ```python
-            import tempfile
-            import polars as pl
-            from prefect_etl_blocks import DuckLakeConnection
-
-            root = tempfile.mkdtemp()
-            lake = DuckLakeConnection(catalog=f"{root}/c.ducklake", data_path=f"{root}/data")
-            lake.load_frame(pl.DataFrame({"day": ["d1", "d1"], "qty": [1, 2]}), "sales")
-            result = lake.load_frame(pl.DataFrame({"day": ["d1"], "qty": [9]}), "sales",
-                                     mode="delete-insert", keys="day", return_result=True)
-            assert (result.deleted, result.inserted) == (2, 1)
-            ```
-        """
-        replayable = not isinstance(df, pa.RecordBatchReader)
-        if cursor is not None:
-            return self._run_load(
-                df, replayable, table, return_result, runner=load_cursor, cursor=cursor,
-                initial_value=initial_value, lag=lag, keys=keys, mode=mode,
-                on_schema_change=on_schema_change, checks=checks,
-            )
-        no_cursor_options(initial_value, lag)
-        return self._run_load(
-            as_source(df), replayable, table, return_result, mode=mode or "replace", keys=keys,
-            on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
-        )
-
-    async def aload_parquet(
-        self,
-        source: ParquetSource | str,
-        table: str,
-        mode: LoadMode = "replace",
-        keys: str | Sequence[str] | None = None,
-        on_schema_change: OnSchemaChange = "fail",
-        checks: Sequence[Check | str] | None = None,
-        scd2_columns: Sequence[str] | dict[str, str] | None = None,
-        return_result: bool = False,
-        *,
-        incremental: bool = False,
-        on_missing_file: Literal["keep", "delete"] = "keep",
-        lineage_column: str | None = LINEAGE_COLUMN,
-        cursor: str | None = None,
-        initial_value: Any = None,
-        lag: Any = None,
-    ) -> Any:
-        """Async twin of :meth:`load_parquet`."""
-        return await self._in_thread(
-            self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns, return_result,
-            incremental=incremental, on_missing_file=on_missing_file, lineage_column=lineage_column,
-            cursor=cursor, initial_value=initial_value, lag=lag,
-        )
-
-    @async_dispatch(aload_parquet)
-    @_masked_errors
-    def load_parquet(
-        self,
-        source: ParquetSource | str,
-        table: str,
-        mode: LoadMode | None = None,
-        keys: str | Sequence[str] | None = None,
-        on_schema_change: OnSchemaChange = "fail",
-        checks: Sequence[Check | str] | None = None,
-        scd2_columns: Sequence[str] | dict[str, str] | None = None,
-        return_result: bool = False,
-        *,
-        incremental: bool = False,
-        on_missing_file: Literal["keep", "delete"] = "keep",
-        lineage_column: str | None = LINEAGE_COLUMN,
-        cursor: str | None = None,
-        initial_value: Any = None,
-        lag: Any = None,
-    ) -> Any:
-        """Stream a Parquet dataset into ``table`` in one commit, as
-        :meth:`DuckDBConnection.load_parquet <prefect_etl_blocks.DuckDBConnection.load_parquet>`.
-
-        ``source`` is a :class:`~prefect_etl_blocks.ParquetSource` or a path, glob or ``s3://``
-        URI; the other arguments are those of :meth:`load_frame`. A Parquet source can be read
-        again, so a commit conflict re-runs the load like a frame's. ``incremental=True`` loads
-        only files not loaded yet, and ``cursor=`` only rows past the table's high-water mark,
-        exactly as on ``DuckDBConnection``: the file manifest, cursor marks and load ledger live
-        in the lake's ``_prefect_etl`` schema and commit with the rows.
-        """
-        import os
-
-        from prefect_etl_blocks.parquet import ParquetSource
-
-        if isinstance(source, str | os.PathLike):
-            source = ParquetSource(path=os.fspath(source))
-        if incremental and cursor is not None:
-            raise LoadConfigError(
-                "load_parquet takes incremental=True (new files) or cursor=... (new rows), not both."
-            )
-        if incremental:
-            no_cursor_options(initial_value, lag)
-            return self._run_load(
-                source, True, table, return_result, runner=load_new_files, origin=source,
-                mode=mode or "append", keys=keys, on_schema_change=on_schema_change, checks=checks,
-                on_missing_file=on_missing_file, lineage_column=lineage_column,
-            )
-        if cursor is not None:
-            return self._run_load(
-                source, True, table, return_result, runner=load_cursor, origin=source, cursor=cursor,
-                initial_value=initial_value, lag=lag, keys=keys, mode=mode,
-                on_schema_change=on_schema_change, checks=checks,
-            )
-        no_cursor_options(initial_value, lag)
-        return self._run_load(
-            parquet_source(source), True, table, return_result, origin=source, mode=mode or "replace",
-            keys=keys, on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
-        )
-
-    @property
-    def last_load(self) -> LoadResult | None:
-        """What the last load through this block did, or ``None`` before the first load."""
-        return self._last_load
-
     @property
     def last_load_attempts(self) -> int:
         """How many times the last load ran (1 unless a commit conflict made it run again)."""
         return self._last_attempts
-
-    async def aload_history(self, table: str | None = None) -> pl.DataFrame:
-        """Async twin of :meth:`load_history`."""
-        return await self._in_thread(self.load_history, table)
-
-    @async_dispatch(aload_history)
-    @_masked_errors
-    def load_history(self, table: str | None = None) -> pl.DataFrame:
-        """The load ledger of the lake (one row per committed load), of ``table`` or of all;
-        the same columns as :meth:`DuckDBConnection.load_history
-        <prefect_etl_blocks.DuckDBConnection.load_history>`."""
-        with self._session() as con:
-            return ledger_history(con, _qualified(con, table) if table else None)
-
-    async def areset_incremental(self, table: str) -> int:
-        """Async twin of :meth:`reset_incremental`."""
-        return await self._in_thread(self.reset_incremental, table)
-
-    @async_dispatch(areset_incremental)
-    @_masked_errors
-    def reset_incremental(self, table: str) -> int:
-        """Forget ``table``'s incremental state (file manifest and cursor marks) in the lake.
-
-        Warning:
-            After a reset the next incremental load reads **every** file again (or every row
-            past ``initial_value``): with ``append`` the rows already in the table are loaded a
-            second time. Empty or replace the table first unless that is what you want.
-
-        Returns:
-            The number of state rows removed.
-        """
-        if self.read_only:
-            raise LoadConfigError(f"Cannot reset {table!r}: {self!r} is read_only.")
-        with self._session() as con:
-            qualified = _qualified(con, table)
-            with _memory_default(con):
-                return reset_incremental(con, qualified)
-
-    def _run_load(
-        self,
-        source: Any,
-        replayable: bool,
-        table: str,
-        return_result: bool,
-        runner: Any = load,
-        origin: Any = None,
-        **options: Any,
-    ) -> Any:
-        if self.read_only:
-            raise LoadConfigError(f"Cannot load into {table!r}: {self!r} is read_only.")
-        try:
-            result, attempt = self._commit_with_retries(source, replayable, table, runner, options)
-        except Exception as exc:
-            if lineage.in_prefect_run():
-                lineage.emit_load_failed(
-                    self.database_path, table, options.get("mode"), exc, lineage.source_fingerprint(origin)
-                )
-            raise
-        self._last_load = result
-        self._last_attempts = attempt
-        if lineage.in_prefect_run():
-            fingerprint = None if result.files else lineage.source_fingerprint(origin)
-            lineage.emit_load_succeeded(self.database_path, result, fingerprint)
-        return result if return_result else result.rows
 
     def _commit_with_retries(
         self, source: Any, replayable: bool, table: str, runner: Any, options: dict[str, Any]
@@ -1068,8 +630,7 @@ class DuckLakeConnection(DatabaseBlock):
                 delay = min(delay * 2, 5.0)
         return result, attempt
 
-    @staticmethod
-    def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    def _in_transaction(self, con: duckdb.DuckDBPyConnection) -> bool:
         # Asked of DuckDB's own in-memory catalog (txid_current() fails when the default
         # catalog is a DuckLake): the same transaction id twice means an open transaction.
         # A timestamp comparison is not used: two quick autocommit statements can share one.

@@ -33,6 +33,7 @@ from prefect_etl_blocks.errors import (
     SchemaMismatchError,
     SourceNotFoundError,
     SourceUnavailableError,
+    first_line,
     is_transient,
 )
 from prefect_etl_blocks.filters import Filter, parse_filter
@@ -280,7 +281,7 @@ class ParquetSource(Block):
             if problem is not None:
                 raise SourceUnavailableError(
                     f"ParquetSource {self.path!r}: the object store did not answer while listing "
-                    f"files ({_first_line(problem)}). Check the endpoint and network; a retry may "
+                    f"files ({first_line(problem)}). Check the endpoint and network; a retry may "
                     "succeed."
                 ) from problem
         else:
@@ -375,10 +376,10 @@ class ParquetSource(Block):
                 # A network blip is not a corrupt file: say so, and let retries happen.
                 raise SourceUnavailableError(
                     f"{path} could not be read: the object store did not answer "
-                    f"({_first_line(exc)}). Check the endpoint and network; a retry may succeed."
+                    f"({first_line(exc)}). Check the endpoint and network; a retry may succeed."
                 ) from exc
             raise CorruptParquetError(
-                f"{path} is not a readable Parquet file ({_first_line(exc)}). Replace or remove "
+                f"{path} is not a readable Parquet file ({first_line(exc)}). Replace or remove "
                 f"the file, or narrow ParquetSource.path ({self.path!r}) so it does not match it."
             ) from exc
 
@@ -481,8 +482,3 @@ def _raise_filter_error(exc: ValidationError) -> None:
         original = (error.get("ctx") or {}).get("error")
         if isinstance(original, InvalidFilterError):
             raise original from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -34,7 +34,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.serializers import Serializer
 from prefect_aws.s3 import S3Bucket
 
-from prefect_etl_blocks.errors import ResultStorageError, UnsavedBlockError
+from prefect_etl_blocks.errors import ResultStorageError, UnsavedBlockError, first_line
 from prefect_etl_blocks.serializers import PolarsParquetSerializer, check_stored_record
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/s3_result_storage/"
@@ -121,7 +121,7 @@ class S3ResultStorage(S3Bucket):
         except Exception as exc:
             raise ResultStorageError(
                 f"Could not read result s3://{self.bucket_name}/{key} from {self._endpoint()}: "
-                f"{_first_line(exc)}. Check that the endpoint is reachable, the bucket and "
+                f"{first_line(exc).rstrip('.')}. Check that the endpoint is reachable, the bucket and "
                 "object exist and the credentials may read them; re-run the task with "
                 "refresh_cache=True to write the result again."
             ) from exc
@@ -138,7 +138,7 @@ class S3ResultStorage(S3Bucket):
         except Exception as exc:
             raise ResultStorageError(
                 f"Could not write result s3://{self.bucket_name}/{key} to {self._endpoint()}: "
-                f"{_first_line(exc)}. Nothing was stored, so the next run with the same cache "
+                f"{first_line(exc).rstrip('.')}. Nothing was stored, so the next run with the same cache "
                 "key recomputes it. Check that the endpoint is reachable and that the "
                 f"credentials may write to bucket {self.bucket_name!r}."
             ) from exc
@@ -188,8 +188,3 @@ def dataframe_result_options(
     if cache_policy is not None:
         options["cache_policy"] = cache_policy
     return options
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__

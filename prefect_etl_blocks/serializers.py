@@ -58,7 +58,7 @@ import cloudpickle
 from prefect.serializers import Serializer
 from pydantic import ConfigDict, Field, SecretBytes, SecretStr, field_validator, model_validator
 
-from prefect_etl_blocks.errors import CorruptResultError, DataError
+from prefect_etl_blocks.errors import CorruptResultError, DataError, first_line
 
 SERIALIZER_TYPE = "polars-parquet"
 ENVELOPE_VERSION = 1
@@ -363,7 +363,7 @@ class PolarsParquetSerializer(Serializer):
             except Exception as exc:
                 raise TypeError(
                     f"PolarsParquetSerializer cannot store a {type(obj).__qualname__}: Parquet "
-                    f"cannot hold it and cloudpickle failed ({_first_line(exc)}). Return a "
+                    f"cannot hold it and cloudpickle failed ({first_line(exc)}). Return a "
                     "picklable value or a frame without Object columns (cast them to String "
                     "or Struct), or turn off persistence with persist_result=False."
                 ) from exc
@@ -453,7 +453,7 @@ class PolarsParquetSerializer(Serializer):
         except Exception as exc:
             raise CorruptResultError(
                 f"polars-parquet result of kind {kind!r} passed its checksum but could not be "
-                f"decoded ({_first_line(exc)}). It was probably written with library versions "
+                f"decoded ({first_line(exc)}). It was probably written with library versions "
                 "this process lacks: install the same polars/pyarrow/pandas versions as the "
                 "writer, or re-run the task with refresh_cache=True to replace the result."
             ) from exc
@@ -483,7 +483,7 @@ class PolarsParquetSerializer(Serializer):
         except (binascii.Error, ValueError) as exc:
             raise CorruptResultError(
                 f"polars-parquet result of kind {kind!r} is truncated or damaged: its base64 "
-                f"payload does not decode ({_first_line(exc)}). " + _REPLACE_HINT
+                f"payload does not decode ({first_line(exc)}). " + _REPLACE_HINT
             ) from exc
         if len(payload) != size:
             raise CorruptResultError(
@@ -577,7 +577,7 @@ def _parse_header(line: bytes) -> dict[str, Any]:
             raise ValueError(f"version {version!r} is not an integer")
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptResultError(
-            f"polars-parquet result has an unreadable header ({_first_line(exc)}). " + _REPLACE_HINT
+            f"polars-parquet result has an unreadable header ({first_line(exc)}). " + _REPLACE_HINT
         ) from exc
     if version != ENVELOPE_VERSION:
         raise CorruptResultError(
@@ -595,7 +595,7 @@ def _parse_header(line: bytes) -> dict[str, Any]:
         _check_header_values(header)
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptResultError(
-            f"polars-parquet result has an unreadable header ({_first_line(exc)}). " + _REPLACE_HINT
+            f"polars-parquet result has an unreadable header ({first_line(exc)}). " + _REPLACE_HINT
         ) from exc
     return header
 
@@ -784,8 +784,3 @@ def _from_parquet(payload: bytes, kind: str) -> Any:
         f"polars-parquet result has unknown kind {kind!r}. Upgrade prefect-etl-blocks in this "
         "process to the version that wrote it."
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

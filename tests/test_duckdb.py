@@ -479,3 +479,29 @@ def test_sql_refused_by_duckdb_is_a_query_error_with_a_fix(db: DuckDBConnection)
     with pytest.raises(QueryError):
         db.fetch_many("SELECT * FROM absent", size=1)
     assert db._cursors == {} and db._connection is None  # the file is not left locked
+
+
+@pytest.mark.parametrize("method", ["get_connection", "load_frame", "load_parquet", "load_history"])
+def test_method_docstring_examples_run(method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The examples of the methods DuckDBConnection shares with DuckLakeConnection
+    (prefect_etl_blocks.warehouse) run as written."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    doc = textwrap.dedent(getattr(DuckDBConnection, method).__doc__)
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) == 1
+    exec(compile(textwrap.dedent(blocks[0]), f"DuckDBConnection.{method}", "exec"), {})
+
+
+def test_a_copy_never_shares_the_held_connection(db: DuckDBConnection) -> None:
+    db.execute("CREATE TABLE t AS SELECT 1 AS x")
+    with db:
+        assert db._connection is not None
+        twins = [db.model_copy(), copy.copy(db), copy.deepcopy(db), pickle.loads(pickle.dumps(db))]
+        for twin in twins:
+            assert (twin._connection, twin._held, twin._cursors) == (None, 0, {})
+    assert db._connection is None
+    for twin in twins:  # each opens (and closes) its own once the file is free
+        assert twin.fetch_all("SELECT x FROM t") == [(1,)]
+        assert twin._connection is None

@@ -17,7 +17,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -169,11 +169,15 @@ def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[bool]:
+def transaction(
+    con: duckdb.DuckDBPyConnection, joined: Callable[[duckdb.DuckDBPyConnection], bool] | None = None
+) -> Iterator[bool]:
     """Run the body in a transaction on ``con``: COMMIT on success, ROLLBACK on any error.
 
     When ``con`` is already inside a transaction the body joins it (yields ``False``) and the
     outer owner commits or rolls back, so a load can be one step of a larger unit of work.
+    ``joined`` asks that question when :func:`in_transaction` cannot (a DuckLake as the
+    default catalog).
 
     Example:
         ```python
@@ -187,7 +191,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[bool]:
             load(con, pl.DataFrame({"id": [1], "qty": [2]}), "order_lines")
         ```
     """
-    if in_transaction(con):
+    if (joined or in_transaction)(con):
         yield False
         return
     con.execute("BEGIN TRANSACTION").fetchall()
