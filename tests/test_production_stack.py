@@ -13,7 +13,6 @@ DuckLake leg, DuckDB 1.5.5 with the extension wheels).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -26,9 +25,8 @@ import httpx
 import pytest
 
 from tests.fixtures.postgres import PG_PASSWORD, PostgresServer, pg_server  # noqa: F401
-from tests.fixtures.prefect_server import BIN, PrefectServer, stop_group
+from tests.fixtures.prefect_server import BIN, PrefectServer, running_server, stop_group
 from tests.fixtures.redis import RedisServer, redis_server  # noqa: F401
-from tests.fixtures.smtp import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.xdist_group("production_stack"), pytest.mark.timeout(900)]
 
@@ -51,39 +49,9 @@ def production_settings(pg: PostgresServer, database: str, redis: RedisServer) -
 def stack(pg_server: PostgresServer, redis_server: RedisServer,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     database = pg_server.create_database("prefect")
-    home = tmp_path_factory.mktemp("prefect-production")
-    port = free_port()
-    log = home / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        DO_NOT_TRACK="1",
-        **production_settings(pg_server, database, redis_server),
-    )
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    server = PrefectServer(f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", home, log)
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {proc.returncode}:\n{server.logs()}")
-            try:
-                if httpx.get(f"{server.api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not become healthy in 240 s:\n{server.logs()}")
-            time.sleep(0.5)
+    settings = {"PREFECT_UI_ENABLED": "false", **production_settings(pg_server, database, redis_server)}
+    with running_server(tmp_path_factory.mktemp("prefect-production"), settings, startup_seconds=240) as server:
         yield server
-    finally:
-        stop_group(proc)
 
 
 def run(args: list[str], server: PrefectServer, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
