@@ -432,14 +432,9 @@ def check_result_storage(
     name = "result storage"
     if storage is None:
         return CheckResult(name, "skip", "not checked: pass --result-storage BLOCK_NAME")
-    if isinstance(storage, str):
-        block_name = storage
-        try:
-            storage = call_with_deadline(
-                lambda: S3ResultStorage.load(block_name, _sync=True), timeout_seconds, api_url
-            )
-        except Exception as exc:
-            return _load_failure(name, "s3-result-storage", block_name, exc)
+    storage = _saved_block(S3ResultStorage, storage, name, "s3-result-storage", timeout_seconds, api_url)
+    if isinstance(storage, CheckResult):
+        return storage
     where = f"s3://{storage.bucket_name}/{storage.bucket_folder or ''} at {storage._endpoint()}"
     try:
         client = _s3_client(storage, timeout_seconds)
@@ -489,6 +484,19 @@ def _s3_fix(exc: BaseException, storage: S3ResultStorage) -> str:
     )
 
 
+def _saved_block(
+    cls: Any, block: Any, name: str, slug: str, timeout_seconds: float, api_url: str | None
+) -> Any:
+    """``block`` itself, or the saved block of that name (loaded within the deadline), or the
+    failed :class:`CheckResult` that says why it could not be loaded."""
+    if not isinstance(block, str):
+        return block
+    try:
+        return call_with_deadline(lambda: cls.load(block, _sync=True), timeout_seconds, api_url)
+    except Exception as exc:
+        return _load_failure(name, slug, block, exc)
+
+
 def _load_failure(name: str, slug: str, block_name: str, exc: BaseException) -> CheckResult:
     if isinstance(exc, ValueError) and "Unable to find block document" in str(exc):
         return CheckResult(
@@ -515,14 +523,9 @@ def check_notifier(
     name = "notifier"
     if notifier is None:
         return CheckResult(name, "skip", "not checked: pass --notifier BLOCK_NAME")
-    if isinstance(notifier, str):
-        block_name = notifier
-        try:
-            notifier = call_with_deadline(
-                lambda: EmailNotifier.load(block_name, _sync=True), timeout_seconds, api_url
-            )
-        except Exception as exc:
-            return _load_failure(name, "email-notifier", block_name, exc)
+    notifier = _saved_block(EmailNotifier, notifier, name, "email-notifier", timeout_seconds, api_url)
+    if isinstance(notifier, CheckResult):
+        return notifier
     where = f"{notifier.smtp_server}:{notifier.port} ({notifier.smtp_type.value})"
     try:
         steps = call_with_deadline(
