@@ -230,6 +230,7 @@ def load_to_duckdb(
     scd2_columns: Sequence[str] | dict[str, str] | None = None,
     incremental: bool = False,
     on_missing_file: str = "keep",
+    lineage_column: str | None = None,
     cursor: str | None = None,
     initial_value: Any = None,
     lag: Any = None,
@@ -253,6 +254,8 @@ def load_to_duckdb(
         incremental: with a ``ParquetSource``, load only files not loaded into ``table`` yet
             (see :meth:`DuckDBConnection.load_parquet`); a retried task never loads a file twice.
         on_missing_file: with ``incremental``: ``keep`` or ``delete`` the rows of vanished files.
+        lineage_column: with ``incremental``: opt in to a column recording each row's file
+            (``"_prefect_etl_file"``), so that changed files replace their rows.
         cursor: a cursor load: only rows past the table's high-water mark load.
         initial_value: the cursor's mark before the first load.
         lag: how far behind the mark rows are still taken (needs ``keys``).
@@ -286,7 +289,8 @@ def load_to_duckdb(
     with _lock_wait_within_task_timeout():
         if isinstance(frame, ParquetSource):
             result = connection.load_parquet(
-                frame, table, incremental=incremental, on_missing_file=on_missing_file, **options
+                frame, table, incremental=incremental, on_missing_file=on_missing_file,
+                lineage_column=lineage_column, **options
             )
         else:
             if incremental:

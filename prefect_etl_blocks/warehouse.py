@@ -49,7 +49,6 @@ from prefect_etl_blocks.loading.connections import in_transaction, transaction
 from prefect_etl_blocks.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
 from prefect_etl_blocks.loading.incremental import (
-    LINEAGE_COLUMN,
     load_cursor,
     load_new_files,
     no_cursor_options,
@@ -516,7 +515,7 @@ class WarehouseMethods:
         *,
         incremental: bool = False,
         on_missing_file: Literal["keep", "delete"] = "keep",
-        lineage_column: str | None = LINEAGE_COLUMN,
+        lineage_column: str | None = None,
         cursor: str | None = None,
         initial_value: Any = None,
         lag: Any = None,
@@ -542,7 +541,7 @@ class WarehouseMethods:
         *,
         incremental: bool = False,
         on_missing_file: Literal["keep", "delete"] = "keep",
-        lineage_column: str | None = LINEAGE_COLUMN,
+        lineage_column: str | None = None,
         cursor: str | None = None,
         initial_value: Any = None,
         lag: Any = None,
@@ -566,14 +565,16 @@ class WarehouseMethods:
             scd2_columns: as for :meth:`load_frame`.
             return_result: as for :meth:`load_frame`.
             incremental: read only the files not yet loaded into ``table`` (see
-                :func:`prefect_etl_blocks.loading.incremental.load_new_files`); a file whose
-                content changed has its earlier rows replaced. The file manifest is written in
-                the same transaction as the rows, so a crash or a retry never loads a file twice.
+                :func:`prefect_etl_blocks.loading.incremental.load_new_files`). The file
+                manifest is written in the same transaction as the rows, so a crash or a retry
+                never loads a file twice. A file whose content changed after it was loaded
+                fails the load, unless the table has a lineage column: then its earlier rows
+                are replaced.
             on_missing_file: with ``incremental``: ``keep`` (default) the rows of a file that
-                disappeared, or ``delete`` them.
-            lineage_column: with ``incremental``: the column recording each row's file
-                (default ``_prefect_etl_file``), or ``None`` to keep the table without it (a
-                rewritten file then fails the load).
+                disappeared, or ``delete`` them (needs the lineage column).
+            lineage_column: with ``incremental``, opt-in: a column recording each row's file,
+                usually ``"_prefect_etl_file"``, chosen when the table is created (a table that
+                has ``_prefect_etl_file`` keeps using it). Default: the source's columns only.
             cursor: a cursor load as for :meth:`load_frame`; the predicate ``cursor > mark`` is
                 pushed into the Parquet scan, so old row groups are skipped.
             initial_value: as for :meth:`load_frame`.

@@ -477,13 +477,20 @@ def test_incremental_files_cursor_ledger_and_reset_in_the_lake(lake: DuckLakeCon
     folder.mkdir()
     pl.DataFrame({"id": [1, 2], "v": [1.0, 2.0]}).write_parquet(folder / "a.parquet")
     source = ParquetSource(path=str(folder))
-    assert lake.load_parquet(source, "raw", incremental=True) == 2
-    assert lake.load_parquet(source, "raw", incremental=True) == 0  # nothing new
+    assert lake.load_parquet(source, "raw", incremental=True, lineage_column="_prefect_etl_file") == 2
+    assert lake.load_parquet(source, "raw", incremental=True) == 0  # nothing new; lineage kept unasked
     pl.DataFrame({"id": [3], "v": [3.0]}).write_parquet(folder / "b.parquet")
     assert lake.load_parquet(source, "raw", incremental=True) == 1
     pl.DataFrame({"id": [1, 2], "v": [10.0, 20.0]}).write_parquet(folder / "a.parquet")  # rewritten
     assert lake.load_parquet(source, "raw", incremental=True) == 2
     assert lake.fetch_all("SELECT id, v FROM raw ORDER BY id") == [(1, 10.0), (2, 20.0), (3, 3.0)]
+    # Without lineage (the default) the lake table holds the source's columns only, and a
+    # rewritten file is refused rather than loaded twice.
+    assert lake.load_parquet(source, "plain", incremental=True) == 3
+    assert lake.query("SELECT * FROM plain LIMIT 0").columns == ["id", "v"]
+    pl.DataFrame({"id": [1], "v": [7.0]}).write_parquet(folder / "b.parquet")
+    with pytest.raises(LoadConfigError, match="has no lineage column"):
+        lake.load_parquet(source, "plain", incremental=True)
 
     assert lake.load_frame(pl.DataFrame({"id": [1, 2], "ts": [1, 2]}), "events", cursor="ts") == 2
     assert lake.load_frame(pl.DataFrame({"id": [2, 3], "ts": [2, 3]}), "events", cursor="ts") == 1

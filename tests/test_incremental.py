@@ -63,14 +63,28 @@ def test_only_new_files_load_and_a_rerun_loads_nothing(tmp_path: Path) -> None:
     _write(data / "a.parquet", [1, 2], 0)
     db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
     source = ParquetSource(path=str(data))
-    first = db.load_parquet(source, "raw", incremental=True, return_result=True)
+    first = db.load_parquet(source, "raw", incremental=True, lineage_column=LIN, return_result=True)
     assert (first.mode, first.inserted, first.files) == ("append", 2, (str(data / "a.parquet"),))
     assert db.load_parquet(source, "raw", incremental=True) == 0
     _write(data / "b.parquet", [3], 0)
     again = db.load_parquet(source, "raw", incremental=True, return_result=True)
     assert (again.inserted, again.files) == (1, (str(data / "b.parquet"),))
     assert _table(db).equals(_reference(_current(data)))
+    # Asked for at creation, the lineage column is the table's last; later loads keep it unasked.
     assert db.query("SELECT * FROM raw LIMIT 0").columns == ["id", "v", LIN]
+
+
+def test_by_default_the_table_holds_only_the_source_columns(tmp_path: Path) -> None:
+    data = tmp_path / "in"
+    _write(data / "a.parquet", [1, 2], 0)
+    db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
+    source = ParquetSource(path=str(data))
+    assert db.load_parquet(source, "raw", incremental=True) == 2
+    _write(data / "b.parquet", [3], 0)
+    assert db.load_parquet(source, "raw", incremental=True) == 1
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert db.query("SELECT * FROM raw ORDER BY id").rows() == [(1, 0), (2, 0), (3, 0)]
+    assert db.load_history("raw")["files"].to_list() == [[str(data / "a.parquet")], [str(data / "b.parquet")], []]
 
 
 def test_a_rewritten_file_replaces_its_rows_and_a_deleted_file_is_kept_or_deleted(tmp_path: Path) -> None:
@@ -79,7 +93,7 @@ def test_a_rewritten_file_replaces_its_rows_and_a_deleted_file_is_kept_or_delete
     _write(data / "b.parquet", [3], 0)
     db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
     source = ParquetSource(path=str(data))
-    db.load_parquet(source, "raw", incremental=True)
+    db.load_parquet(source, "raw", incremental=True, lineage_column=LIN)
     _write(data / "a.parquet", [1, 2, 7], 1)
     result = db.load_parquet(source, "raw", incremental=True, return_result=True)
     assert (result.inserted, result.deleted, result.files_deleted) == (3, 2, (str(data / "a.parquet"),))
@@ -98,7 +112,7 @@ def test_a_same_size_same_mtime_rewrite_is_caught_by_the_footer(tmp_path: Path) 
     _write(data / "a.parquet", [1, 2, 3], 5)
     db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
     source = ParquetSource(path=str(data))
-    db.load_parquet(source, "raw", incremental=True)
+    db.load_parquet(source, "raw", incremental=True, lineage_column=LIN)
     stat = os.stat(data / "a.parquet")
     _write(data / "a.parquet", [4, 5, 6], 5)  # same layout, other statistics
     os.utime(data / "a.parquet", ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -165,7 +179,7 @@ def test_s3_prefix_through_moto(tmp_path: Path, aws_credentials, s3_client, buck
     put("in/a.parquet", [1, 2], 0)
     db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
     source = ParquetSource(path=f"s3://{bucket}/in/", aws_credentials=aws_credentials)
-    assert db.load_parquet(source, "raw", incremental=True) == 2
+    assert db.load_parquet(source, "raw", incremental=True, lineage_column=LIN) == 2
     assert db.load_parquet(source, "raw", incremental=True) == 0
     put("in/b.parquet", [3], 0)
     put("in/a.parquet", [1, 2, 4], 1)  # a new ETag
@@ -192,12 +206,17 @@ def test_refusals_leave_everything_unchanged(tmp_path: Path) -> None:
         db.load_parquet(source, "raw", incremental=True, cursor="id")
     with pytest.raises(LoadConfigError, match="simple column name"):
         db.load_parquet(source, "raw", incremental=True, lineage_column='x"; DROP')
-    db.load_parquet(source, "plain", incremental=True, lineage_column=None)
-    assert db.query("SELECT * FROM plain").columns == ["id", "v"]
+    with pytest.raises(LoadConfigError, match="needs a lineage column"):
+        db.load_parquet(source, "plain", incremental=True, on_missing_file="delete")
+    db.load_parquet(source, "plain", incremental=True)
+    assert db.query("SELECT * FROM plain").columns == ["id", "v"]  # lineage is opt-in
     _write(data / "a.parquet", [1, 2], 3)
-    with pytest.raises(LoadConfigError, match="without a lineage_column"):
-        db.load_parquet(source, "plain", incremental=True, lineage_column=None)
-    assert db.query("SELECT id, v FROM plain").rows() == [(1, 0)]
+    with pytest.raises(LoadConfigError, match="has no lineage column") as refused:
+        db.load_parquet(source, "plain", incremental=True)
+    assert "would duplicate rows" in str(refused.value) and "lineage_column='_prefect_etl_file'" in str(refused.value)
+    with pytest.raises(LoadConfigError, match="already holds files loaded without that column"):
+        db.load_parquet(source, "plain", incremental=True, lineage_column=LIN, on_schema_change="append_new_columns")
+    assert db.query("SELECT * FROM plain").rows() == [(1, 0)]
     assert db.load_history("plain").height == 1  # the refused load left no ledger row
 
 
@@ -265,7 +284,7 @@ def test_property_table_equals_the_files_on_disk(tmp_path_factory: pytest.TempPa
         if event[0] == "run":
             if not _current(folder):
                 continue  # an empty folder is an error (SourceNotFoundError), not "nothing new"
-            db.load_parquet(source, "raw", incremental=True, on_missing_file="delete")
+            db.load_parquet(source, "raw", incremental=True, lineage_column=LIN, on_missing_file="delete")
             assert _table(db).equals(_reference(_current(folder)))
         else:
             files.apply(event)
@@ -282,7 +301,7 @@ _CHILD = textwrap.dedent(
     source = ParquetSource(path=sys.argv[2], hive_partitioning=False)
     print("ready", flush=True)
     for line in sys.stdin:
-        db.load_parquet(source, "raw", incremental=True, on_missing_file="delete")
+        db.load_parquet(source, "raw", incremental=True, lineage_column="_prefect_etl_file", on_missing_file="delete")
         print("done", flush=True)
     """
 )
@@ -342,7 +361,7 @@ def test_runs_killed_at_random_points_then_rerun_give_every_row_once(tmp_path: P
             assert now.equals(before) or now.equals(after), f"round {round_}: partial load"
             killed_mid_load += int(now.equals(before) and not finished)
             db.load_parquet(ParquetSource(path=pattern, hive_partitioning=False), "raw",
-                            incremental=True, on_missing_file="delete")
+                            incremental=True, lineage_column=LIN, on_missing_file="delete")
             assert _table(db).equals(after)
             assert db.fetch_one("SELECT count(*) FROM duckdb_tables() WHERE temporary")[0] == 0
             proc = _child(db_path, pattern)

@@ -9,15 +9,20 @@ agreeing: every row is loaded exactly once.
 ``ParquetSource`` not yet loaded into the table are read. A file is identified by its path,
 size, version marker (mtime in ns locally, the ETag on ``s3://``) and, for local files, the
 SHA-256 of its Parquet footer (one small read at the file's end, which catches a rewrite that
-kept size and mtime, as ``cp -p`` does). Every row carries the file it came from in the
-lineage column ``_prefect_etl_file`` (a real, visible column with a reserved prefix: DuckDB has
-no hidden columns, and row ids are not stable enough to key lineage on). A file whose identity
-changed has its earlier rows deleted by that column and is read again; a file that disappeared
-is kept (``on_missing_file="keep"``) or its rows are deleted (``"delete"``). Pass
-``lineage_column=None`` for a table without the column: rewritten files then fail the load
-instead of being duplicated. A run that finds nothing new reads no Parquet data: it lists the
-files, reads the footers' last bytes (local), compares with the manifest and records a ledger
-row with 0 rows.
+kept size and mtime, as ``cp -p`` does). A file that disappeared is kept
+(``on_missing_file="keep"``) or its rows are deleted (``"delete"``).
+
+Lineage is opt-in and visible. By default the table holds only the source's columns; a file
+that changes after it was loaded then **fails the load** (its old rows cannot be told apart, so
+loading it again would duplicate them) and nothing is written. With
+``lineage_column="_prefect_etl_file"`` (:data:`LINEAGE_COLUMN`) every row also records its file
+in that column, and a changed file has its earlier rows deleted by it and is read again, in the
+same transaction. DuckDB has no hidden columns and its row ids are not stable enough to key
+lineage on, hence a real column. The choice is made when the table is created: a table that has
+the column keeps it on later loads without being asked again, and asking for it on a table that
+already holds rows without it is refused. A run that finds nothing new reads no Parquet data: it
+lists the files, reads the footers' last bytes (local), compares with the manifest and records
+a ledger row with 0 rows.
 
 **Cursor loads** (:func:`load_cursor`): only rows whose ``cursor`` column is past the table's
 high-water mark load. Without ``keys`` the filter is ``cursor > mark`` and rows append. With
@@ -132,6 +137,25 @@ def _file_source(
     return Source(names, f"ParquetSource {source.path!r}", register_local, in_memory=rescannable)
 
 
+def _table_lineage(
+    con: duckdb.DuckDBPyConnection, target: str, table: str, lineage: str | None, has_rows: bool
+) -> str | None:
+    """The lineage column to use for an existing table: the one asked for, or, when none was,
+    :data:`LINEAGE_COLUMN` if the table was created with it. Asking for a column the table lacks
+    while files are already loaded is refused: their rows could never be traced."""
+    columns = {c.casefold() for c in con.sql(f"SELECT * FROM {target} LIMIT 0").columns}
+    if lineage is None:
+        return LINEAGE_COLUMN if LINEAGE_COLUMN in columns else None
+    if has_rows and lineage.casefold() not in columns:
+        raise LoadConfigError(
+            f"lineage_column={lineage!r}, but {table!r} already holds files loaded without that "
+            "column: their rows could not be traced to files. Keep loading it without "
+            f"lineage_column, or rebuild it with lineage_column={lineage!r} (reset_incremental, "
+            "then an incremental load into a new or emptied table)."
+        )
+    return lineage
+
+
 def _lineage_name(lineage_column: str | None) -> str | None:
     if lineage_column is not None and not _SIMPLE_NAME.fullmatch(lineage_column):
         raise LoadConfigError(
@@ -151,7 +175,7 @@ def load_new_files(
     on_schema_change: str = "fail",
     checks: Sequence[Any] | None = None,
     on_missing_file: str = "keep",
-    lineage_column: str | None = LINEAGE_COLUMN,
+    lineage_column: str | None = None,
     content_check: bool = True,
 ) -> LoadResult:
     """Load the files of ``source`` (a ``ParquetSource``) not yet loaded into ``table``.
@@ -166,8 +190,10 @@ def load_new_files(
         checks: as for :func:`~prefect_etl_blocks.loading.load`.
         on_missing_file: ``keep`` (default) leaves the rows of a file that disappeared;
             ``delete`` deletes them (needs the lineage column).
-        lineage_column: the column holding each row's file (``_prefect_etl_file``), or
-            ``None`` for none (a rewritten or deleted file then fails the load).
+        lineage_column: a column recording each row's file (opt-in; :data:`LINEAGE_COLUMN` is
+            ``_prefect_etl_file``), so that changed files replace their rows and
+            ``on_missing_file="delete"`` works. ``None`` (default): none for a new table (a
+            changed file then fails the load), and the table's own choice for an existing one.
         content_check: also compare local files' Parquet footer SHA-256.
 
     Returns:
@@ -203,8 +229,6 @@ def load_new_files(
     if on_missing_file not in ON_MISSING_FILE:
         raise LoadConfigError(f"on_missing_file={on_missing_file!r}: use 'keep' or 'delete'.")
     lineage = _lineage_name(lineage_column)
-    if lineage is None and on_missing_file == "delete":
-        raise LoadConfigError("on_missing_file='delete' needs a lineage_column to find the rows.")
     parts = split_table_name(table)
     ledger.check_user_table(parts, table)
     target = ".".join(q(p) for p in parts)
@@ -216,7 +240,7 @@ def load_new_files(
     entry = ledger.LedgerEntry(incremental="files")
     key = ledger.table_key(parts)
     with transaction(con):
-        state = ledger.ensure_state(con, parts)
+        state = entry.state = ledger.ensure_state(con, parts)
         exists = table_exists(con, parts)
         if not exists:
             # The table was dropped (or never made): its old manifest no longer describes it.
@@ -228,6 +252,13 @@ def load_new_files(
                 [key],
             ).fetchall()
         }
+        if exists:
+            lineage = _table_lineage(con, target, table, lineage, bool(known))
+        if lineage is None and on_missing_file == "delete":
+            raise LoadConfigError(
+                f"on_missing_file='delete' on {table!r} needs a lineage column to find the rows "
+                f"of vanished files: create the table with lineage_column={LINEAGE_COLUMN!r}."
+            )
         listed = {f[0] for f in current}
         to_read = [f for f in current if known.get(f[0]) != tuple(f[1:])]
         changed = [f[0] for f in to_read if f[0] in known]
@@ -236,8 +267,11 @@ def load_new_files(
         if changed and lineage is None:
             raise LoadConfigError(
                 f"{len(changed)} file(s) loaded into {table!r} earlier changed since (first: "
-                f"{changed[0]!r}); without a lineage_column their old rows cannot be replaced. "
-                "Nothing was written."
+                f"{changed[0]!r}). The table has no lineage column, so their old rows cannot be "
+                "found and loading them again would duplicate rows; nothing was written. Restore "
+                "the file, or rebuild the table with lineage_column="
+                f"{LINEAGE_COLUMN!r} (reset_incremental, then an incremental load into a new "
+                "or emptied table) so that changed files replace their rows."
             )
         entry.files = [f[0] for f in to_read]
         entry.files_deleted = sorted([*changed, *gone])
@@ -377,7 +411,7 @@ def load_cursor(
     src = None if is_parquet else as_source(source)
     entry = ledger.LedgerEntry(incremental="cursor", cursor_column=cursor)
     with transaction(con):
-        state = ledger.ensure_state(con, parts)
+        state = entry.state = ledger.ensure_state(con, parts)
         if not table_exists(con, parts):
             con.execute(f"DELETE FROM {state}.cursors WHERE table_name = ?", [key]).fetchall()
         mark, _ = _read_mark(con, state, key, cursor)

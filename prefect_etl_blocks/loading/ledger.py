@@ -72,6 +72,8 @@ class LedgerEntry:
     cursor_from: str | None = None
     cursor_to: str | None = None
     extra_deleted: int = 0
+    #: The state schema when the caller already ensured it in this transaction.
+    state: str | None = None
 
 
 def utcnow() -> dt.datetime:
@@ -146,7 +148,7 @@ def record(
     checks: Sequence[Any],
 ) -> None:
     """Insert the ledger row of one load (call it inside the load's transaction)."""
-    schema = ensure_state(con, parts)
+    schema = entry.state or ensure_state(con, parts)
     flow_id, task_id = prefect_run_ids()
     con.execute(
         f"INSERT INTO {schema}.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -118,6 +118,10 @@ def test_only_new_files_are_loaded(sales_dir, tmp_path):
     run(**kwargs)
     assert loaded_per_run(tmp_path, "inc") == [2000, 0, 500, 0]
     assert summary_rows(tmp_path, "inc") == expected_summary(sales_dir)
+    write_sales(sales_dir, seed=99)  # corrected files: their earlier raw rows are replaced
+    run(**kwargs)
+    assert loaded_per_run(tmp_path, "inc")[-1] == 2000
+    assert summary_rows(tmp_path, "inc") == expected_summary(sales_dir)
 {%- else %}
 
 

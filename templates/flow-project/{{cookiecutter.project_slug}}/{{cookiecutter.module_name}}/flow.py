@@ -44,6 +44,9 @@ from prefect_etl_blocks import DuckDBConnection, ParquetSource, SourceFingerprin
 {%- if (cookiecutter.warehouse == "ducklake" and cookiecutter.shape == "partitioned") or cookiecutter.load_strategy == "incremental" %}
 from prefect_etl_blocks.identifiers import quote_table
 {%- endif %}
+{%- if cookiecutter.load_strategy == "incremental" %}
+from prefect_etl_blocks.loading import LINEAGE_COLUMN
+{%- endif %}
 {%- if cookiecutter.shape == "batch" %}
 from prefect_etl_blocks.sales import summarize_sales
 {%- endif %}
@@ -260,7 +263,8 @@ def run(
 {%- if cookiecutter.warehouse == "ducklake" %}
     warehouse = DuckLakeConnection.load(lake_block)
     # Only files not loaded yet (or changed) are read; the manifest commits with the rows.
-    new_rows = load_to_duckdb(source, raw_table, warehouse, incremental=True)
+    # LINEAGE_COLUMN records each raw row's file, so a corrected file replaces its rows.
+    new_rows = load_to_duckdb(source, raw_table, warehouse, incremental=True, lineage_column=LINEAGE_COLUMN)
     summary = summarize_raw(raw_table, min_value, warehouse)
     rows = load_to_duckdb(summary, table, warehouse, mode="replace")
 {%- else %}
@@ -268,7 +272,10 @@ def run(
     # At most MAX_CONCURRENT_WRITES runs write DuckDB at once; the others queue here.
     with concurrency(WRITE_LIMIT_NAME, occupy=1, strict=STRICT_WRITE_LIMIT):
         # Only files not loaded yet (or changed) are read; the manifest commits with the rows.
-        new_rows = load_to_duckdb(source, raw_table, warehouse, incremental=True)
+        # LINEAGE_COLUMN records each raw row's file, so a corrected file replaces its rows.
+        new_rows = load_to_duckdb(
+            source, raw_table, warehouse, incremental=True, lineage_column=LINEAGE_COLUMN
+        )
         summary = summarize_raw(raw_table, min_value, warehouse)
         rows = load_to_duckdb(summary, table, warehouse, mode="replace")
     print(f"Write limit {WRITE_LIMIT_NAME}: {MAX_CONCURRENT_WRITES} at once")
