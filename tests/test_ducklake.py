@@ -25,6 +25,7 @@ from prefect_etl_blocks.ducklake import DuckLakeConnection, close_instances, scr
 from prefect_etl_blocks.errors import (
     DataCheckError,
     LoadConfigError,
+    QueryError,
     SchemaMismatchError,
     SourceUnavailableError,
     TransactionConflictError,
@@ -358,6 +359,18 @@ def test_read_only_lake_reads_and_refuses_loads(lake: DuckLakeConnection) -> Non
     assert reader.query("SELECT count(*) AS n FROM t")["n"].to_list() == [2]
     with pytest.raises(LoadConfigError, match="read_only"):
         reader.load_frame(pl.DataFrame({"id": [3]}), "t", mode="append")
+
+
+def test_query_mistakes_are_data_errors_named_as_on_a_file(lake: DuckLakeConnection) -> None:
+    """The lake's DatabaseBlock methods classify DuckDB's refusals as DuckDBConnection's do: a
+    mistyped name or bad syntax is a QueryError (a DataError, never retried)."""
+    lake.load_frame(pl.DataFrame({"id": [1]}), "t")
+    for call in (lake.fetch_all, lake.fetch_one, lake.execute, lake.query):
+        with pytest.raises(QueryError, match="no_such_table"):
+            call("SELECT * FROM no_such_table")
+    with pytest.raises(QueryError, match="syntax"):
+        lake.fetch_many("SELEC 1")
+    assert lake.fetch_all("SELECT id FROM t") == [(1,)]
 
 
 def test_async_twins_work_in_async_code(lake: DuckLakeConnection) -> None:
