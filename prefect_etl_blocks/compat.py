@@ -8,8 +8,6 @@ What differs, and how the library stays on the common ground:
   to the end; every internal query is therefore fetched completely (``fetchall()``).
 * Pip wheels of the DuckLake, postgres and httpfs extensions exist for DuckDB 1.5.5 and not for
   2.0 (:data:`EXTENSION_WHEELS`), so offline DuckLake needs 1.5.5 (``[ducklake]`` extra).
-* DuckLake reports a concurrent commit it could not reconcile as a ``TransactionException``
-  whose text changed between releases; :func:`is_commit_conflict` accepts both wordings.
 
 Example:
     ```python
@@ -76,25 +74,10 @@ def finish_result(con: duckdb.DuckDBPyConnection) -> None:
         complete()
 
 
-_CONFLICT = re.compile(
-    r"conflict|concurrent|retry|could not commit|transaction .* (?:aborted|failed)", re.IGNORECASE
-)
-
-
-def is_commit_conflict(exc: BaseException) -> bool:
-    """``True`` for a commit that lost a race with another writer (worth retrying)."""
-    if not isinstance(exc, duckdb.Error):
-        return False
-    if isinstance(exc, duckdb.TransactionException | duckdb.InvalidInputException | duckdb.IOException):
-        return bool(_CONFLICT.search(str(exc)))
-    return False
-
-
 __all__ = [
     "DUCKDB_VERSION",
     "EXTENSION_WHEELS",
     "duckdb_version_tag",
     "finish_result",
-    "is_commit_conflict",
     "query_polars",
 ]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from prefect_etl_blocks.errors import first_line
+from prefect_etl_blocks.errors import LOCK_CONFLICT, first_line
 from prefect_etl_blocks.registration import _api_problem, block_classes, call_with_deadline
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ Status = Literal["ok", "FAIL", "skip"]
 DEFAULT_TIMEOUT_SECONDS = 5.0
 LIMIT_SUFFIX = "-duckdb-writes"
 # DuckDB's lock error: 'Could not set lock on file "...": Conflicting lock is held in EXE (PID N)'.
-_LOCK_CONFLICT = "Could not set lock on file"
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
 __all__ = [
@@ -392,7 +391,7 @@ def check_database(path: str | os.PathLike[str] | None) -> CheckResult:
         con = duckdb.connect(str(target))
     except duckdb.Error as exc:
         message = str(exc)
-        if _LOCK_CONFLICT in message:
+        if LOCK_CONFLICT in message:
             match = _LOCK_HOLDER.search(message)
             holder = f"process {match['pid']} ({match['exe']})" if match else "another process"
             pid = match["pid"] if match else "PID"

@@ -49,6 +49,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from prefect_etl_blocks.compat import query_polars
 from prefect_etl_blocks.errors import (
+    LOCK_CONFLICT,
     DuckDBLockTimeoutError,
     LoadConfigError,
     SourceUnavailableError,
@@ -68,7 +69,6 @@ LAKE = "lake"
 MASK = "********"
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PASSWORD_KV = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
-_LOCKED = "Could not set lock on file"
 #: A first ATTACH creates the catalog's tables. When several processes attach a new catalog at
 #: once, all but one fail on the tables the winner just committed; attaching again then finds a
 #: complete catalog (PostgreSQL makes the losers wait for the winner's commit).
@@ -512,22 +512,20 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
                 return
             except duckdb.Error as exc:
                 text = scrub(first_line(exc), self._secrets())
-                if _LOCKED in str(exc):
-                    if time.monotonic() < deadline:
-                        time.sleep(delay)
-                        delay = min(delay * 1.6, 1.0)
-                        continue
+                locked, racing = LOCK_CONFLICT in str(exc), bool(_INIT_RACE.search(str(exc)))
+                if (locked or racing) and time.monotonic() < deadline:
+                    # Another process holds the metadata file, or is creating the catalog.
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 1.6, 1.0)
+                    continue
+                if locked:
                     raise DuckDBLockTimeoutError(
                         f"The DuckLake catalog file {spec.masked()!r} is locked by another process; "
                         f"waited {self.lock_timeout_seconds:g} s. A DuckDB metadata file allows one "
                         "process at a time: use a PostgreSQL catalog for concurrent writers, or "
                         "raise lock_timeout_seconds."
                     ) from None
-                if _INIT_RACE.search(str(exc)):
-                    if time.monotonic() < deadline:
-                        time.sleep(delay * (0.5 + random.random()))
-                        delay = min(delay * 1.6, 1.0)
-                        continue
+                if racing:
                     raise TransactionConflictError(
                         f"The DuckLake catalog {spec.masked()!r} was still being created by another "
                         f"process after {self.lock_timeout_seconds:g} s ({text}). Retrying can help; "
@@ -634,11 +632,8 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
         # Asked of DuckDB's own in-memory catalog (txid_current() fails when the default
         # catalog is a DuckLake): the same transaction id twice means an open transaction.
         # A timestamp comparison is not used: two quick autocommit statements can share one.
-        con.execute("USE memory").fetchall()
-        try:
+        with _memory_default(con):
             return in_transaction(con)
-        finally:
-            con.execute(f"USE {LAKE}").fetchall()
 
     # ------------------------------------------------------------------ DuckLake maintenance
     @_masked_errors

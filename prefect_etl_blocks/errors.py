@@ -177,6 +177,10 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
+#: What DuckDB says when another process holds a database (or DuckLake metadata) file's lock.
+LOCK_CONFLICT = "Could not set lock on file"
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, for one-line error reports."""
     for line in str(exc).splitlines():

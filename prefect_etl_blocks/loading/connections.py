@@ -23,9 +23,8 @@ from typing import Any
 
 import duckdb
 
-from prefect_etl_blocks.errors import DuckDBLockTimeoutError
+from prefect_etl_blocks.errors import LOCK_CONFLICT, DuckDBLockTimeoutError
 
-_LOCK_CONFLICT = "Could not set lock on file"
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
 #: An upper bound (seconds) on lock waits in the current context, set by the library's tasks to
@@ -128,7 +127,7 @@ def connect_waiting(
             try:
                 return duckdb.connect(path, read_only=read_only, config=dict(config))
             except duckdb.IOException as exc:
-                if _LOCK_CONFLICT not in str(exc):
+                if LOCK_CONFLICT not in str(exc):
                     raise
                 if time.monotonic() >= deadline:
                     match = _HOLDER.search(str(exc))

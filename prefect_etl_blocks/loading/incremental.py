@@ -50,7 +50,7 @@ from prefect_etl_blocks.identifiers import quote_identifier as q
 from prefect_etl_blocks.identifiers import split_table_name
 from prefect_etl_blocks.loading import ledger
 from prefect_etl_blocks.loading.connections import transaction
-from prefect_etl_blocks.loading.contracts import check_column_names, key_list
+from prefect_etl_blocks.loading.contracts import check_column_names, key_list, relation_types
 from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
 from prefect_etl_blocks.loading.staging import (
     Source,
@@ -143,7 +143,7 @@ def _table_lineage(
     """The lineage column to use for an existing table: the one asked for, or, when none was,
     :data:`LINEAGE_COLUMN` if the table was created with it. Asking for a column the table lacks
     while files are already loaded is refused: their rows could never be traced."""
-    columns = {c.casefold() for c in con.sql(f"SELECT * FROM {target} LIMIT 0").columns}
+    columns = {c.casefold() for c, _ in relation_types(con, target)}
     if lineage is None:
         return LINEAGE_COLUMN if LINEAGE_COLUMN in columns else None
     if has_rows and lineage.casefold() not in columns:
