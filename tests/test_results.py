@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
 import json
 import logging
@@ -33,6 +32,7 @@ from prefect_etl_blocks.errors import CorruptResultError, ResultStorageError, Un
 from prefect_etl_blocks.serializers import SIGNING_KEY_ENV, signing_key_id
 from tests.fixtures.data import make_sales
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_moto_server
+from tests.test_serializers import envelope as forged_envelope  # a record forged by hand
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -514,20 +514,6 @@ class LeavesMarker:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
-
-
-def forged_envelope(payload: bytes, kind: str, encoding: str, compression: str | None) -> bytes:
-    """What someone who can write the bucket can make: right size and SHA-256, no key."""
-    head = {
-        "petl": "polars-parquet",
-        "version": 1,
-        "kind": kind,
-        "encoding": encoding,
-        "compression": compression,
-        "size": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + base64.b64encode(payload)
 
 
 def forged_frame_envelope(frame: pl.DataFrame) -> bytes:
