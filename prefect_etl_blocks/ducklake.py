@@ -58,8 +58,10 @@ from prefect_etl_blocks.errors import (
 )
 from prefect_etl_blocks.extensions import load_extension
 from prefect_etl_blocks.identifiers import quote_identifier, split_table_name
+from prefect_etl_blocks.loading.boundary import commit_conflict
 from prefect_etl_blocks.loading.connections import in_transaction
 from prefect_etl_blocks.loading.engine import LoadResult, load
+from prefect_etl_blocks.loading.ledger import resolve
 from prefect_etl_blocks.tasks import retry_transient
 from prefect_etl_blocks.warehouse import WarehouseMethods, check_extension_names
 
@@ -327,7 +329,7 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
 
     _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _guard: threading.RLock | None = PrivateAttr(default=None)
-    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection, list[tuple]]] = PrivateAttr(default_factory=dict)
+    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]] = PrivateAttr(default_factory=dict)
     _held: int = PrivateAttr(default=0)
     _last_load: LoadResult | None = PrivateAttr(default=None)
     _last_attempts: int = PrivateAttr(default=0)
@@ -601,8 +603,16 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
         while True:
             attempt += 1
             try:
-                with self._session() as con:
-                    result = _load_into_lake(con, source, table, runner, **options)
+                try:
+                    with self._session() as con:
+                        result = _load_into_lake(con, source, table, runner, **options)
+                except duckdb.TransactionException as exc:
+                    # A COMMIT outside the engine (incremental loads) that lost the race to
+                    # create the table, a schema or the state tables: a conflict like any other.
+                    conflict = commit_conflict(exc, table=table)
+                    if conflict is None:
+                        raise
+                    raise conflict from exc
                 break
             except TransactionConflictError as exc:
                 wait = delay * (0.5 + random.random())
@@ -743,13 +753,10 @@ def _load_into_lake(
 
 
 def _qualified(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """``table`` spelled ``lake.schema.table`` (names quoted), as the lake's ledger keys it."""
-    parts = split_table_name(table)
-    if len(parts) == 3:
-        return table
-    schema = parts[0] if len(parts) == 2 else con.execute("SELECT current_schema()").fetchall()[0][0]
-    database = con.execute("SELECT current_database()").fetchall()[0][0]
-    return ".".join(quote_identifier(p) for p in (database, schema, parts[-1]))
+    """``table`` spelled ``lake.schema.table`` (names quoted) as DuckDB resolves it: ``raw``,
+    ``main.raw`` and ``lake.raw`` (the lake's catalog, schema ``main``) are one table."""
+    ref = resolve(con, split_table_name(table))
+    return ".".join(quote_identifier(p) for p in (ref.catalog, ref.schema, ref.name))
 
 
 @contextmanager

@@ -60,6 +60,12 @@ class SchemaMismatchError(DataError, ValueError):
     """Data whose columns or dtypes differ from the expected or the target table's schema."""
 
 
+class UnsupportedDtypeError(SchemaMismatchError):
+    """A column whose dtype has no faithful DuckDB type (a Decimal wider than 38 digits, a
+    nanosecond Duration, Python objects that are not strings): nothing is written, and the
+    message names the column, its dtype and what to cast it to."""
+
+
 class CorruptParquetError(DataError, ValueError):
     """A file that is not valid Parquet."""
 

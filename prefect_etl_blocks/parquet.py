@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from prefect.types import SecretDict
 from prefect_aws import AwsCredentials
 from pydantic import Field, ValidationError, field_validator
 
+from prefect_etl_blocks.compat import collect_batches
 from prefect_etl_blocks.errors import (
     CorruptParquetError,
     InvalidFilterError,
@@ -46,7 +48,13 @@ _DTYPE_ALIASES = {"utf8": "string", "str": "string", "int": "int64", "float": "f
 
 @dataclass(frozen=True)
 class ParquetFile:
-    """One matched file: its path (local path or ``s3://`` URI), size and version marker."""
+    """One matched file: its path, size and version marker.
+
+    The path is the file's one canonical identity, whatever spelling of the source matched it:
+    a resolved absolute local path (``~``, ``..`` and symlinks resolved, so the working
+    directory does not change it), or ``s3://bucket/key`` (scheme lower case, no credentials,
+    no query string). Incremental loads record files under it.
+    """
 
     path: str
     size: int
@@ -286,6 +294,8 @@ class ParquetSource(Block):
                 ) from problem
         else:
             found = self._list_local()
+        # One entry per identity: two symlinks to one file, or overlapping glob matches.
+        found = list({f.path: f for f in found}.values())
         if not found:
             kind = "glob" if _GLOB_CHARS.search(self.path) else "path"
             raise SourceNotFoundError(
@@ -319,11 +329,30 @@ class ParquetSource(Block):
         else:
             return []
         files = []
+        folders: dict[str, str] = {}  # each folder resolved once, not each of its files
         for candidate in candidates:
-            if os.path.isfile(candidate) and not os.path.basename(candidate).startswith((".", "_")):
-                stat = os.stat(candidate)
-                files.append(ParquetFile(candidate, stat.st_size, str(stat.st_mtime_ns)))
+            folder, name = os.path.split(candidate)
+            if name.startswith((".", "_")):
+                continue
+            info = os.lstat(candidate)
+            if stat.S_ISLNK(info.st_mode):
+                identity = local_identity(candidate)
+                info = os.stat(identity) if os.path.exists(identity) else info
+            else:
+                if folder not in folders:
+                    folders[folder] = local_identity(folder or ".")
+                identity = os.path.join(folders[folder], name)
+            if stat.S_ISREG(info.st_mode):
+                files.append(ParquetFile(identity, info.st_size, str(info.st_mtime_ns)))
         return files
+
+    def _hive_default(self, files: list[str]) -> bool:
+        """Polars' default for ``hive_partitioning``: on unless the path names one file."""
+        if len(files) > 1:
+            return True
+        if self.is_remote:
+            return s3_identity(self.path.rstrip("/")) != files[0]
+        return local_identity(self.path) != files[0]
 
     def _s3_client(self) -> Any:
         if self.aws_credentials is not None:
@@ -341,8 +370,7 @@ class ParquetSource(Block):
         )
 
     def _list_s3(self) -> list[ParquetFile]:
-        scheme, _, rest = self.path.partition("://")
-        bucket, _, key = rest.partition("/")
+        scheme, bucket, key = _split_s3(self.path)
         client = self._s3_client()
         glob_at = _GLOB_CHARS.search(key)
         prefix = key[: glob_at.start()] if glob_at else key
@@ -427,7 +455,7 @@ class ParquetSource(Block):
     def _base_scan(self, files: list[str]) -> pl.LazyFrame:
         hive = self.hive_partitioning
         if hive is None:
-            hive = len(files) > 1 or self.path.rstrip("/") != files[0]
+            hive = self._hive_default(files)
         source: str | list[str] = files
         if hive:
             # Polars derives partition columns from paths relative to the dataset root.
@@ -468,12 +496,33 @@ class ParquetSource(Block):
         """
         if rows < 1:
             raise ValueError(f"iter_batches(rows={rows}): rows must be a positive integer.")
-        for batch in self.scan().collect_batches(chunk_size=rows):
-            for offset in range(0, batch.height, rows):
-                yield batch.slice(offset, rows)
+        yield from collect_batches(self.scan(), rows)
 
     def __repr__(self) -> str:
         return f"ParquetSource(path={self.path!r}, columns={self.columns!r}, filter={self.filter!r})"
+
+
+def local_identity(path: str) -> str:
+    """The canonical identity of a local file: absolute, with ``~``, ``..`` and symlinks
+    resolved (``"data/a.parquet"``, ``"./data//a.parquet"`` and a symlink to it are one file,
+    whatever the working directory)."""
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def _split_s3(path: str) -> tuple[str, str, str]:
+    """``(scheme, bucket, key)`` of an ``s3://`` / ``s3a://`` path: scheme and bucket in lower
+    case (bucket names are), any ``user:secret@`` before the bucket dropped."""
+    scheme, _, rest = path.partition("://")
+    bucket, _, key = rest.partition("/")
+    return scheme.lower(), bucket.rpartition("@")[2].lower(), key
+
+
+def s3_identity(path: str) -> str:
+    """The canonical identity of an object: ``scheme://bucket/key`` without credentials or a
+    query string (an S3 key is matched as listed, so ``?`` in it is part of the key only when
+    the listing says so)."""
+    scheme, bucket, key = _split_s3(path)
+    return f"{scheme}://{bucket}/{key.partition('?')[0]}"
 
 
 def _raise_filter_error(exc: ValidationError) -> None:

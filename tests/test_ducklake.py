@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import multiprocessing
+import os
 import time
 import traceback
 import uuid
@@ -73,7 +74,7 @@ def _run_writers(lake: DuckLakeConnection) -> list[int]:
         # A reader polls while the writers commit: it only ever sees whole commits.
         with lake:
             while not pending.ready():
-                seen.append(lake.fetch_one("SELECT count(*) FROM events")[0])
+                seen.append(lake.fetch_all("SELECT count(*) FROM events")[0][0])
                 time.sleep(0.05)
         pending.get(timeout=240)
     assert all(n % ROWS == 0 for n in seen), sorted(set(seen))
@@ -270,9 +271,9 @@ def test_a_reader_sees_only_committed_snapshots(lake: DuckLakeConnection) -> Non
         writer.execute("BEGIN TRANSACTION")
         writer.execute("INSERT INTO t SELECT range FROM range(2, 100)")
         assert writer.execute("SELECT count(*) FROM t").fetchall() == [(99,)]
-        assert reader.fetch_one("SELECT count(*) FROM t") == (1,)
+        assert reader.fetch_all("SELECT count(*) FROM t") == [(1,)]
         writer.execute("COMMIT")
-    assert reader.fetch_one("SELECT count(*) FROM t") == (99,)
+    assert reader.fetch_all("SELECT count(*) FROM t") == [(99,)]
     first = int(reader.snapshots()["snapshot_id"].min())
     assert reader.fetch_one(f"SELECT count(*) FROM t AT (VERSION => {first + 1})") == (1,)
 
@@ -514,3 +515,34 @@ def test_incremental_files_cursor_ledger_and_reset_in_the_lake(lake: DuckLakeCon
     assert set(lake.load_history()["strategy"]) == {"append"}
     assert lake.reset_incremental("raw") > 0
     assert lake.load_parquet(source, "raw", incremental=True) == 3  # read everything again, as warned
+
+
+# ---------------------------------------------------------------------- issue 19: identities
+def test_lake_table_spellings_and_state_from_the_previous_version_name_one_table(
+    lake: DuckLakeConnection, tmp_path: Path
+) -> None:
+    """The lake's tables resolve as DuckDB resolves them (catalog = the lake alias), and state the
+    previous version recorded under ``lake.main.raw`` with relative paths loads nothing again."""
+    from prefect_etl_blocks import ParquetSource
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(2):
+        pl.DataFrame({"id": [2 * n, 2 * n + 1]}).write_parquet(folder / f"{n}.parquet")
+    source = ParquetSource(path=str(folder))
+    assert lake.load_parquet(source, "raw", incremental=True) == 4
+    for spelling in ("main.raw", "lake.main.raw", '"RAW"', "LAKE.raw"):
+        assert lake.load_parquet(source, spelling, incremental=True) == 0, spelling
+    assert lake.load_history("lake.main.raw")["table_name"].to_list() == ["main.raw"] * 5
+    # The previous version's state: key "lake.main.old", paths relative to the working directory.
+    lake.load_frame(pl.DataFrame({"id": [0, 1, 2, 3]}), "old")
+    stats = [(folder / f"{n}.parquet").stat() for n in range(2)]
+    relative = [os.path.relpath(folder / f"{n}.parquet") for n in range(2)]
+    rows = ", ".join(
+        f"('lake.main.old', '{path}', {st.st_size}, '{st.st_mtime_ns}', NULL, 'l1', now()::TIMESTAMP)"
+        for path, st in zip(relative, stats, strict=True)
+    )
+    lake.execute(f"INSERT INTO _prefect_etl.files VALUES {rows}")
+    assert lake.load_parquet(source, "old", incremental=True) == 0
+    assert lake.fetch_one("SELECT count(*) FROM old") == (4,)
+    assert set(lake.fetch_all("SELECT table_name FROM _prefect_etl.files")) == {("main.raw",), ("main.old",)}

@@ -363,7 +363,7 @@ def test_runs_killed_at_random_points_then_rerun_give_every_row_once(tmp_path: P
             db.load_parquet(ParquetSource(path=pattern, hive_partitioning=False), "raw",
                             incremental=True, lineage_column=LIN, on_missing_file="delete")
             assert _table(db).equals(after)
-            assert db.fetch_one("SELECT count(*) FROM duckdb_tables() WHERE temporary")[0] == 0
+            assert db.fetch_all("SELECT count(*) FROM duckdb_tables() WHERE temporary") == [(0,)]
             proc = _child(db_path, pattern)
     finally:
         proc.kill()

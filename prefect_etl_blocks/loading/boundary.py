@@ -36,6 +36,29 @@ _MISSING = re.compile(
 )
 
 
+def commit_conflict(exc: BaseException, *, table: str, mode: str | None = None) -> TransactionConflictError | None:
+    """``exc`` as a :class:`TransactionConflictError` when it says the load lost a race with
+    another writer's commit, else ``None``.
+
+    That covers changed rows and, as much, a race to *create* something: DuckLake refuses the
+    COMMIT of the second creator of a table, a schema or the state tables ("Transaction
+    conflict - attempting to create table "raw" in schema "main" - but this table has been
+    created by another transaction already"). The COMMIT of an incremental load runs outside
+    :func:`~prefect_etl_blocks.loading.load`, so that error reaches the caller unclassified;
+    waited out and run again, the load finds the table and succeeds.
+    """
+    if isinstance(exc, TransactionConflictError):
+        return exc
+    if isinstance(exc, duckdb.TransactionException) and _CONFLICT.search(str(exc)):
+        how = f" ({mode})" if mode else ""
+        return TransactionConflictError(
+            f'Loading into table "{table}"{how} conflicted with another writer\'s commit: '
+            f"{first_line(exc)}. The table was left exactly as it was before the load. "
+            "Running the load again can succeed."
+        )
+    return None
+
+
 def classify_load_error(exc: BaseException, *, table: str, mode: str, remote: bool) -> PrefectETLBlocksError:
     """The library error for an exception raised while loading into ``table``.
 
@@ -45,11 +68,9 @@ def classify_load_error(exc: BaseException, *, table: str, mode: str, remote: bo
     text = first_line(exc)
     if isinstance(exc, PrefectETLBlocksError):
         return exc
-    if isinstance(exc, duckdb.TransactionException) and _CONFLICT.search(str(exc)):
-        return TransactionConflictError(
-            f'Loading into table "{table}" ({mode}) conflicted with another writer: {text}. '
-            f"{kept} Running the load again can succeed."
-        )
+    conflict = commit_conflict(exc, table=table, mode=mode)
+    if conflict is not None:
+        return conflict
     if isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc):
         return DuckDBLockTimeoutError(
             f'Loading into table "{table}" ({mode}): the database file is locked ({text}). {kept}'

@@ -119,7 +119,9 @@ def connect_waiting(
             f'DuckDB file "{path}" is in use by another DuckDBConnection in this process '
             f"(thread {lock.owner_thread or 'unknown'}); waited {timeout:g} s for it. Writers "
             "of one file take turns: let the other load finish, raise lock_timeout_seconds, or "
-            "share one block inside `with db:`."
+            "share one block inside `with db:`. A block also keeps its file while a fetch_one "
+            "or fetch_many result of it is left unread: read it to the end, call its "
+            "reset_connections(), or fetch inside `with db:`."
         )
     try:
         delay = 0.02

@@ -270,6 +270,11 @@ def plan_schema(
             continue
         column, ttype = hit
         if not compatible(dtype, ttype):
+            if _all_null(con, staged, name):
+                # No value to change: NULLs fit any column. (DuckDB before 2.0 stages a Polars
+                # Null column, all-null by definition, as INTEGER.)
+                plan.insert.append((column, name))
+                continue
             raise _mismatch(con, table, column, ttype, dtype, staged, name, across=True)
         if not widening(dtype, ttype):
             bad = _offending(con, staged, name, dtype, ttype)
@@ -294,6 +299,11 @@ def plan_schema(
 
 
 _NONE = object()
+
+
+def _all_null(con: duckdb.DuckDBPyConnection, staged: str, column: str) -> bool:
+    col = quote_identifier(column)
+    return _first(con.execute(f"SELECT count({col}) FROM {staged}").fetchall())[0] == 0
 
 
 def _offending(

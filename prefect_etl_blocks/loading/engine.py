@@ -21,10 +21,11 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 
@@ -39,6 +40,11 @@ from prefect_etl_blocks.loading.connections import transaction
 from prefect_etl_blocks.loading.contracts import ON_SCHEMA_CHANGE, key_list
 from prefect_etl_blocks.loading.staging import Source, as_source, stage, unregister
 from prefect_etl_blocks.loading.strategies import MODES, SCD2Columns, Target
+
+#: What a load may create: ``if_missing`` (default) creates a missing table (and its schema);
+#: ``never`` refuses a missing table, naming the existing tables nearest in name.
+CreateMode = Literal["if_missing", "never"]
+CREATE_MODES: tuple[str, ...] = ("if_missing", "never")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class LoadResult:
     updated: int = 0
     deleted: int = 0
     created: bool = False
+    #: The load also created the table's schema (``analytics`` of ``analytics.orders``).
+    schema_created: bool = False
     schema_changes: tuple[str, ...] = ()
     checks: tuple[CheckResult, ...] = ()
     seconds: float = 0.0
@@ -72,6 +80,18 @@ class LoadResult:
     def rows(self) -> int:
         return self.inserted + (self.updated if self.mode == "upsert" else 0)
 
+    @property
+    def created_note(self) -> str:
+        """What the load created, for a log line or report: ``created analytics.orders``,
+        ``created analytcs.orders (new schema analytcs)``; empty when it created nothing."""
+        if not self.created:
+            return ""
+        parts = split_table_name(self.table)
+        note = f"created {'.'.join(parts)}"
+        if self.schema_created and len(parts) >= 2:
+            note += f" (new schema {'.'.join(parts[:-1])})"
+        return note
+
 
 def load(
     con: duckdb.DuckDBPyConnection,
@@ -85,6 +105,7 @@ def load(
     scd2_columns: SCD2Columns | Sequence[str] | dict[str, str] | None = None,
     as_of: dt.datetime | None = None,
     ledger_entry: ledger.LedgerEntry | None = None,
+    create: CreateMode = "if_missing",
 ) -> LoadResult:
     """Load ``source`` into ``table`` on ``con`` in one transaction.
 
@@ -107,6 +128,10 @@ def load(
         as_of: the validity timestamp of an ``scd2`` load (default: now, UTC, naive).
         ledger_entry: what the ledger row should say beyond the counts (incremental loads
             pass theirs); every load writes its ledger row in its own transaction.
+        create: ``if_missing`` (default) creates a missing table and its schema, and says so
+            in :attr:`LoadResult.created_note`; ``never`` refuses a missing table with a
+            ``LoadConfigError`` naming the existing tables nearest in name, and writes nothing
+            (not even a schema).
 
     Raises:
         DataError: bad names (``InvalidIdentifierError``), options (``LoadConfigError``),
@@ -116,6 +141,7 @@ def load(
             may succeed.
     """
     started = time.perf_counter()
+    check_create(create)
     if mode not in MODES:
         raise LoadConfigError(
             f"mode={mode!r} is not a load mode; use one of {', '.join(repr(m) for m in MODES)}."
@@ -125,8 +151,12 @@ def load(
             f"on_schema_change={on_schema_change!r} is not valid; use one of "
             f"{', '.join(repr(m) for m in ON_SCHEMA_CHANGE)}."
         )
-    parts = split_table_name(table)
-    ledger.check_user_table(parts, table)
+    written = split_table_name(table)
+    ledger.check_user_table(written, table)
+    # Bound the way DuckDB binds it (``a.t`` is catalog ``a`` when one is attached under that
+    # name, else schema ``a``), so every statement below names one table in full.
+    ref = ledger.resolve(con, written)
+    parts = [ref.catalog, ref.schema, ref.name]
     entry = ledger_entry or ledger.LedgerEntry()
     target_sql = ".".join(quote_identifier(p) for p in parts)
     src = as_source(source)
@@ -149,7 +179,10 @@ def load(
     t = Target(con, table, target_sql, mode, resolved, on_schema_change, v, stamp)
     try:
         with transaction(con):
-            if len(parts) >= 2:
+            if create == "never" and not table_exists(con, parts):
+                raise LoadConfigError(_missing_table_message(con, written, table))
+            schema_created = not _schema_exists(con, parts)
+            if schema_created:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(quote_identifier(p) for p in parts[:-1])}").fetchall()
             exists = table_exists(con, parts)
             if mode == "fail" and exists:
@@ -193,6 +226,7 @@ def load(
         updated=counts.updated,
         deleted=counts.deleted + entry.extra_deleted,
         created=not exists,
+        schema_created=schema_created,
         schema_changes=tuple(counts.schema_changes),
         checks=tuple(results),
         seconds=time.perf_counter() - started,
@@ -206,6 +240,65 @@ def load(
             if entry.cursor_column
             else None
         ),
+    )
+
+
+def check_create(create: str) -> None:
+    """Refuse a ``create=`` value that is not one of :data:`CREATE_MODES`."""
+    if create not in CREATE_MODES:
+        raise LoadConfigError(
+            f"create={create!r} is not valid; use 'if_missing' (create a missing table) or "
+            "'never' (refuse a missing table)."
+        )
+
+
+def _schema_exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
+    sql = "SELECT count(*) FROM duckdb_schemas() WHERE lower(schema_name) = lower(?)"
+    params: list[Any] = [parts[-2]]
+    if len(parts) == 3:
+        sql += " AND lower(database_name) = lower(?)"
+        params.append(parts[-3])
+    else:
+        sql += " AND database_name = current_database()"
+    return _first(con.execute(sql, params).fetchall())[0] > 0
+
+
+def _missing_table_message(con: duckdb.DuckDBPyConnection, parts: list[str], table: str) -> str:
+    """Why ``create="never"`` refused ``table``, with the existing tables nearest in name,
+    spelled as ``table`` was (``t``, ``schema.t`` or ``db.schema.t``; the current database is
+    left out, as callers that qualify names in full did not write it)."""
+    current_db = _first(con.execute("SELECT current_database()").fetchall())[0]
+    shown = parts[1:] if len(parts) == 3 and parts[0].casefold() == str(current_db).casefold() else parts
+    sql = (
+        "SELECT database_name, schema_name, table_name, schema_name = current_schema() "
+        "FROM duckdb_tables() WHERE NOT internal AND schema_name <> ? AND "
+    )
+    params: list[Any] = [ledger.STATE_SCHEMA]
+    if len(parts) == 3:
+        sql += "lower(database_name) = lower(?)"
+        params.append(parts[-3])
+    else:
+        sql += "database_name = current_database()"
+    names = []
+    for database, schema, name, current in con.execute(sql, params).fetchall():
+        if len(shown) == 3:
+            names.append(f"{database}.{schema}.{name}")
+        elif len(shown) == 1 and current:
+            names.append(name)
+        else:
+            names.append(f"{schema}.{name}")
+    wanted = ".".join(shown)
+    by_fold = {n.casefold(): n for n in sorted(names)}
+    near = [by_fold[n] for n in difflib.get_close_matches(wanted.casefold(), list(by_fold), n=5, cutoff=0.6)]
+    if near:
+        hint = f"Existing tables nearest in name: {', '.join(near)}."
+    elif names:
+        hint = f"No existing table has a similar name ({len(names)} table(s) in the database)."
+    else:
+        hint = "The database has no tables yet."
+    return (
+        f'Table "{wanted}" does not exist and create="never" refuses to create it; nothing was '
+        f"written. {hint} Fix the name, create the table first, or pass create=\"if_missing\"."
     )
 
 
@@ -277,4 +370,4 @@ def is_plain(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
     return constraints == 0 and decorated == 0
 
 
-__all__ = ["LoadResult", "SCD2Columns", "Source", "load", "table_exists"]
+__all__ = ["CREATE_MODES", "CreateMode", "LoadResult", "SCD2Columns", "Source", "check_create", "load", "table_exists"]

@@ -29,34 +29,42 @@ high-water mark load. Without ``keys`` the filter is ``cursor > mark`` and rows 
 ``keys`` it is ``cursor >= mark - lag`` and rows are upserted, so rows at the boundary (equal
 cursor) and late rows within ``lag`` that were already loaded update in place rather than
 duplicate; within one batch the row with the greatest cursor per key wins. The mark never
-moves back. A ``ParquetSource`` gets the predicate pushed into its scan (DuckDB's reader for
+moves back. It is stored as DuckDB's text of a value of the cursor column's own type and
+compared in SQL (``cursor > CAST(mark AS TIMESTAMP_NS)``), so nanoseconds, 128-bit integers and
+decimals are never rounded through Python values. A ``ParquetSource`` gets the predicate pushed into its scan (DuckDB's reader for
 local files, Polars' for ``s3://``), so row groups whose statistics are all below the mark are
 skipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import decimal
+import math
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from prefect_etl_blocks.errors import LoadConfigError
+from prefect_etl_blocks.errors import LoadConfigError, LoadError, PrefectETLBlocksError, first_line
 from prefect_etl_blocks.identifiers import quote_identifier as q
 from prefect_etl_blocks.identifiers import split_table_name
 from prefect_etl_blocks.loading import ledger
+from prefect_etl_blocks.loading.boundary import classify_load_error
 from prefect_etl_blocks.loading.connections import transaction
 from prefect_etl_blocks.loading.contracts import check_column_names, key_list, relation_types
 from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
 from prefect_etl_blocks.loading.staging import (
     Source,
     as_source,
+    lazy_relation,
     parquet_relation,
-    stream_lazy,
+    polars_wire,
     unregister,
 )
 
@@ -78,6 +86,89 @@ def _file_identity(source: Any, files: list[Any], content_check: bool) -> list[t
         footer = parquet_footer_sha256(f.path) if content_check and not source.is_remote else None
         out.append((f.path, int(f.size), str(f.version), footer))
     return out
+
+
+def _unchanged(recorded: tuple | None, now: tuple) -> bool:
+    """Whether a file recorded as ``(size, version, footer)`` is ``now`` (``path, size,
+    version, footer``) unchanged. A footer is compared only when both sides have one: loading
+    with ``content_check`` on once and off once (or the reverse) never makes a file "changed"."""
+    if recorded is None:
+        return False
+    size, version, footer = recorded
+    if (size, version) != (now[1], now[2]):
+        return False
+    return footer is None or now[3] is None or footer == now[3]
+
+
+def _add_footers(
+    con: duckdb.DuckDBPyConnection, state: str, key: str, known: dict[str, tuple], current: list[tuple]
+) -> None:
+    """Record the footer of unchanged files recorded without one (loaded with
+    ``content_check=False``), so that a later rewrite keeping size and mtime is caught."""
+    missing = [f for f in current if f[3] is not None and f[0] in known and known[f[0]][2] is None
+               and _unchanged(known[f[0]], f)]
+    if missing:
+        con.execute(
+            f"UPDATE {state}.files AS f SET footer_sha256 = m.footer FROM (SELECT unnest(?::VARCHAR[]) "
+            "AS path, unnest(?::VARCHAR[]) AS footer) AS m WHERE f.table_name = ? AND f.path = m.path",
+            [[f[0] for f in missing], [f[3] for f in missing], key],
+        ).fetchall()
+
+
+def file_identity(path: str) -> str:
+    """The canonical identity of a file path: a normalised ``s3://bucket/key`` URL, or a
+    resolved absolute local path (a relative path is resolved against the working directory)."""
+    from prefect_etl_blocks.parquet import local_identity, s3_identity
+
+    if path.lower().startswith(("s3://", "s3a://")):
+        return s3_identity(path)
+    return local_identity(path)
+
+
+def _migrate_paths(
+    con: duckdb.DuckDBPyConnection,
+    state: str,
+    key: str,
+    known: dict[str, tuple],
+    listed: set[str],
+    target: str | None,
+    lineage: str | None,
+) -> dict[str, tuple]:
+    """Rename manifest paths recorded as typed (by earlier versions: relative to the working
+    directory of the time, ``./``, ``..``, symlinks) to their identity, in the load's
+    transaction, and the lineage column's values with them; return the manifest by identity.
+
+    A relative path can only be resolved against today's working directory. Where several
+    spellings name one file (an earlier version loaded it under each), one row is kept. A path
+    this run listed is an identity already: only the others are resolved (no file system calls
+    for a manifest that is up to date).
+    """
+    renamed = {path: path if path in listed else file_identity(path) for path in known}
+    stale = {old: new for old, new in renamed.items() if old != new}
+    if not stale:
+        return known
+    keep: dict[str, str] = {}
+    for old in sorted(known, key=lambda p: (renamed[p] != p, p)):  # canonical rows first
+        keep.setdefault(renamed[old], old)
+    dropped = [old for old in stale if keep[renamed[old]] != old]
+    if dropped:
+        con.execute(
+            f"DELETE FROM {state}.files WHERE table_name = ? AND path IN (SELECT unnest(?::VARCHAR[]))",
+            [key, dropped],
+        ).fetchall()
+    moved = [old for old in stale if keep[renamed[old]] == old]
+    mapping = "(SELECT unnest(?::VARCHAR[]) AS old, unnest(?::VARCHAR[]) AS new) AS m"
+    if moved:
+        con.execute(
+            f"UPDATE {state}.files AS f SET path = m.new FROM {mapping} WHERE f.table_name = ? AND f.path = m.old",
+            [moved, [stale[p] for p in moved], key],
+        ).fetchall()
+    if target is not None and lineage is not None:
+        con.execute(
+            f"UPDATE {target} AS t SET {q(lineage)} = m.new FROM {mapping} WHERE t.{q(lineage)} = m.old",
+            [list(stale), list(stale.values())],
+        ).fetchall()
+    return {new: known[old] for new, old in keep.items()}
 
 
 def _file_source(
@@ -105,10 +196,12 @@ def _file_source(
         if source.columns:
             frame = frame.select([*source.columns, *([lineage] if lineage else [])])
         schema = frame.collect_schema()
-        names = check_column_names(list(schema.names()), f"ParquetSource {source.path!r}")
+        where = f"ParquetSource {source.path!r}"
+        names = check_column_names(list(schema.names()), where)
+        polars_wire(pl.LazyFrame(schema=schema), where)  # refuses a dtype before any read
 
         def register_remote(c: duckdb.DuckDBPyConnection, name: str) -> None:
-            c.register(name, stream_lazy(frame, schema))
+            c.register(name, lazy_relation(c, frame, where))
 
         return Source(names, f"ParquetSource {source.path!r}", register_remote, remote=True)
 
@@ -177,6 +270,7 @@ def load_new_files(
     on_missing_file: str = "keep",
     lineage_column: str | None = None,
     content_check: bool = True,
+    create: str = "if_missing",
 ) -> LoadResult:
     """Load the files of ``source`` (a ``ParquetSource``) not yet loaded into ``table``.
 
@@ -195,6 +289,7 @@ def load_new_files(
             ``on_missing_file="delete"`` works. ``None`` (default): none for a new table (a
             changed file then fails the load), and the table's own choice for an existing one.
         content_check: also compare local files' Parquet footer SHA-256.
+        create: as for :func:`~prefect_etl_blocks.loading.load` (passed through).
 
     Returns:
         The :class:`LoadResult`; ``files`` lists the files read, ``files_deleted`` the files
@@ -231,14 +326,18 @@ def load_new_files(
     lineage = _lineage_name(lineage_column)
     parts = split_table_name(table)
     ledger.check_user_table(parts, table)
+    # The table as DuckDB resolves the name (``t``, ``main.t`` and ``w.main.t`` are one), spelled
+    # in full from here on so that the engine cannot read a catalog as a schema.
+    ref = ledger.resolve(con, parts)
+    parts = [ref.catalog, ref.schema, ref.name]
     target = ".".join(q(p) for p in parts)
     listing = source.list_files()  # outside the transaction: I/O that may be slow or retried
     hive = source.hive_partitioning
     if hive is None:
-        hive = len(listing) > 1 or source.path.rstrip("/") != listing[0].path
+        hive = source._hive_default([f.path for f in listing])
     current = _file_identity(source, listing, content_check)
     entry = ledger.LedgerEntry(incremental="files")
-    key = ledger.table_key(parts)
+    key = ref.key
     with transaction(con):
         state = entry.state = ledger.ensure_state(con, parts)
         exists = table_exists(con, parts)
@@ -254,13 +353,15 @@ def load_new_files(
         }
         if exists:
             lineage = _table_lineage(con, target, table, lineage, bool(known))
+        listed = {f[0] for f in current}
+        known = _migrate_paths(con, state, key, known, listed, target if exists else None, lineage)
         if lineage is None and on_missing_file == "delete":
             raise LoadConfigError(
                 f"on_missing_file='delete' on {table!r} needs a lineage column to find the rows "
                 f"of vanished files: create the table with lineage_column={LINEAGE_COLUMN!r}."
             )
-        listed = {f[0] for f in current}
-        to_read = [f for f in current if known.get(f[0]) != tuple(f[1:])]
+        to_read = [f for f in current if not _unchanged(known.get(f[0]), f)]
+        _add_footers(con, state, key, known, current)
         changed = [f[0] for f in to_read if f[0] in known]
         missing = sorted(p for p in known if p not in listed)
         gone = missing if on_missing_file == "delete" else []
@@ -297,11 +398,12 @@ def load_new_files(
             src = _file_source(
                 con, source, entry.files, bool(hive), lineage, rescannable=mode == "append" and not checks
             )
+            spelled = ".".join(p if _SIMPLE_NAME.fullmatch(p) else q(p) for p in parts)
             result = load(
-                con, src, table, mode=mode, keys=keys, on_schema_change=on_schema_change,
-                checks=checks, ledger_entry=entry,
+                con, src, spelled, mode=mode, keys=keys, on_schema_change=on_schema_change,
+                checks=checks, ledger_entry=entry, create=create,
             )
-            return result
+            return dataclasses.replace(result, table=table)
         ledger.record(
             con, parts, entry, strategy=mode, inserted=0, updated=0, deleted=entry.extra_deleted,
             created=False, schema_changes=(), checks=(),
@@ -314,9 +416,61 @@ def load_new_files(
 
 
 # ----------------------------------------------------------------------------- cursors
+# What a cursor may be, by DuckDB type id, and its family: marks convert only within a family
+# (numbers among themselves), and the family says what ``lag`` means.
+_CURSOR_FAMILY = {
+    **dict.fromkeys(
+        ("tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+         "ubigint", "uhugeint"),
+        "integer",
+    ),
+    "decimal": "decimal", "float": "float", "double": "float",
+    **dict.fromkeys(("date", "timestamp_s", "timestamp_ms", "timestamp", "timestamp_ns"), "datetime"),
+    "timestamp with time zone": "instant", "timestamptz_ns": "instant",
+    "time": "time", "time_ns": "time",  # not TIME WITH TIME ZONE: DuckDB 1.5's max() and < disagree on it
+    "varchar": "string", "uuid": "uuid",
+}
+_NUMBERS = ("integer", "decimal", "float")
+_TEMPORAL = ("datetime", "instant", "time")
+_MAX_LAG_US = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A cursor filter ``column > text`` (or ``>=``), the text being a value of ``sql_type``."""
+
+    text: str
+    sql_type: str
+    inclusive: bool
+
+    def expression(self, con: duckdb.DuckDBPyConnection, cursor: str) -> Any:
+        column = duckdb.ColumnExpression(cursor)
+        value = duckdb.ConstantExpression(self.text).cast(con.type(self.sql_type))
+        return (column >= value) if self.inclusive else (column > value)
+
+
+def _cursor_type(relation: duckdb.DuckDBPyRelation, cursor: str, table: str) -> Any:
+    """The DuckDB type of the cursor column, refused when it cannot be a cursor."""
+    if cursor not in relation.columns:
+        raise LoadConfigError(
+            f"cursor column {cursor!r} is not a column of the data loaded into {table!r}; its "
+            f"columns are {relation.columns}."
+        )
+    ctype = dict(zip(relation.columns, relation.types, strict=True))[cursor]
+    if ctype.id not in _CURSOR_FAMILY:
+        raise LoadConfigError(
+            f"cursor column {cursor!r} of the data loaded into {table!r} is {ctype}, which cannot "
+            "be a cursor: a cursor needs values in an order that only grows (a number, date, "
+            "time, timestamp, string or UUID). Use another column as cursor, or cast this one in "
+            f"the data (for example pl.col({cursor!r}).cast(pl.Int64)). Nothing was written."
+        )
+    return ctype
+
+
 def _read_mark(
     con: duckdb.DuckDBPyConnection, state: str, key: str, cursor: str
-) -> tuple[Any, str | None]:
+) -> tuple[str | None, str | None]:
+    """The stored mark as ``(text, DuckDB type name)``; never turned into a Python value."""
     row = con.execute(
         f"SELECT mark, mark_type FROM {state}.cursors WHERE table_name = ? AND cursor_column = ?",
         [key, cursor.casefold()],
@@ -329,17 +483,148 @@ def _read_mark(
             f"The cursor state of {key!r} has an unexpected type {mark_type!r}; run "
             "reset_incremental on the table to start over."
         )
-    return con.execute(f"SELECT CAST(? AS {mark_type})", [mark]).fetchall()[0][0], mark_type
+    return mark, mark_type
 
 
-def _minus_lag(mark: Any, lag: Any) -> Any:
-    if mark is None or lag is None:
-        return mark
-    if isinstance(lag, int | float) and isinstance(mark, dt.date):
+def _as_column_value(
+    con: duckdb.DuckDBPyConnection, value: Any, value_type: str | None, column: Any, what: str, fix: str
+) -> str:
+    """``value`` as the exact text of a value of the cursor's type ``column``: the text of a
+    ``value_type`` value (a stored mark), or a Python value bound as a parameter (``value_type``
+    None). Only exact conversions within one family pass (TIMESTAMP to TIMESTAMP_NS, INTEGER to
+    BIGINT, 5.0 to 5); text is parsed as a value of the column's type."""
+    col = str(column)
+    try:
+        if value_type is None:
+            value_type = con.execute("SELECT typeof(?)", [value]).fetchall()[0][0]
+            expr = "?"
+        else:
+            expr = f"CAST(? AS {value_type})"
+        source_family = _CURSOR_FAMILY.get(con.type(value_type).id)
+    except duckdb.Error as exc:
+        raise LoadConfigError(f"{what} {value!r} cannot be a {col} cursor value: {first_line(exc)}. {fix}.") from exc
+    family = _CURSOR_FAMILY[column.id]
+    parse = source_family == "string" and family != "string"
+    if not parse and source_family != family and not (source_family in _NUMBERS and family in _NUMBERS):
+        raise LoadConfigError(
+            f"{what} {value!r} is a {value_type} value, but the cursor is {col}: they do not "
+            f"compare exactly. {fix}."
+        )
+    text, exact = con.execute(
+        f"SELECT CAST(TRY_CAST(v AS {col}) AS VARCHAR), CAST(TRY_CAST(v AS {col}) AS {value_type}) = v "
+        f"FROM (SELECT {expr} AS v)",
+        [value],
+    ).fetchall()[0]
+    if text is None or not (parse or exact):
+        nearest = "" if text is None else f" (the nearest is {text})"
+        raise LoadConfigError(f"{what} {value!r} has no exact {col} value{nearest}. {fix}.")
+    return text
+
+
+def _check_lag(lag: Any) -> None:
+    """Refuse a ``lag`` that is not a non-negative number or timedelta (before any work)."""
+    if lag is None:
+        return
+    if isinstance(lag, bool) or not isinstance(lag, int | float | decimal.Decimal | dt.timedelta):
+        raise LoadConfigError(
+            f"lag={lag!r} must be a number (for a numeric cursor) or a datetime.timedelta (for a "
+            "date, time or timestamp cursor)."
+        )
+    if isinstance(lag, float | decimal.Decimal) and not math.isfinite(lag):
+        raise LoadConfigError(f"lag={lag!r} must be a finite number.")
+    if lag < (dt.timedelta(0) if isinstance(lag, dt.timedelta) else 0):
+        raise LoadConfigError(
+            f"lag={lag!r} is negative: lag re-reads rows below the mark, so it must be zero or more."
+        )
+
+
+def _ceil_decimal(value: decimal.Decimal, scale: int) -> decimal.Decimal:
+    with decimal.localcontext() as ctx:
+        ctx.prec = 200
+        return value.quantize(decimal.Decimal(1).scaleb(-scale), rounding=decimal.ROUND_CEILING)
+
+
+def _minus_lag(
+    con: duckdb.DuckDBPyConnection, mark: str, column: Any, lag: Any, cursor: str
+) -> tuple[str | None, str]:
+    """The lower bound ``mark - lag`` as ``(text, type)``, exact: text None when it lies below
+    the type's range (every row is within ``lag``).
+
+    Numbers are subtracted exactly in Python (integers and decimals are exact there, and a
+    double's text round-trips) and, for integers and decimals, rounded up to the column's
+    precision, which selects the same rows. Dates and times are subtracted in SQL, in the
+    column's own type: a ``timedelta`` is a whole number of microseconds, taken as a fixed
+    length (never a calendar day), and nanoseconds are kept.
+    """
+    col = str(column)
+    family = _CURSOR_FAMILY[column.id]
+    if lag is None:
+        return mark, col
+    if family not in (*_NUMBERS, *_TEMPORAL):
+        raise LoadConfigError(
+            f"lag={lag!r} has no meaning on the {col} cursor {cursor!r}: there is no distance "
+            "between its values. Drop lag (with keys, rows at the mark are still upserted), or "
+            "use a numeric or date/time cursor."
+        )
+    temporal = family in _TEMPORAL
+    if temporal and not isinstance(lag, dt.timedelta):
         raise LoadConfigError(
             f"lag={lag!r} on a date/time cursor must be a datetime.timedelta, e.g. timedelta(hours=1)."
         )
-    return mark - lag
+    if not temporal and isinstance(lag, dt.timedelta):
+        raise LoadConfigError(f"lag={lag!r} on the {col} cursor {cursor!r} must be a number, not a timedelta.")
+    if family == "float":
+        # The FLOAT mark "0.1" is not the double 0.1: take its exact double first.
+        exact = con.execute(f"SELECT CAST(CAST(CAST(? AS {col}) AS DOUBLE) AS VARCHAR)", [mark]).fetchall()[0][0]
+        return repr(float(exact) - float(lag)), "DOUBLE"
+    if family in ("integer", "decimal"):
+        scale = dict(column.children)["scale"] if family == "decimal" else 0
+        with decimal.localcontext() as ctx:
+            ctx.prec = 200
+            exact = decimal.Decimal(mark) - decimal.Decimal(str(lag) if isinstance(lag, float) else lag)
+        text = str(_ceil_decimal(exact, scale))
+        fits = con.execute(f"SELECT TRY_CAST(? AS {col}) IS NOT NULL", [text]).fetchall()[0][0]
+        return (text if fits else None), col
+    lag_us = (lag.days * 86_400 + lag.seconds) * 1_000_000 + lag.microseconds
+    if lag_us > _MAX_LAG_US:
+        return None, col
+    if family == "time":
+        ns = "epoch_ns(CAST($mark AS TIME_NS))" if column.id == "time_ns" else "epoch_us(CAST($mark AS TIME)) * 1000"
+        sql = (
+            "SELECT CASE WHEN n >= 0 THEN printf('%02d:%02d:%02d.%09d', n // 3600000000000, "
+            "n // 60000000000 % 60, n // 1000000000 % 60, n % 1000000000) END "
+            f"FROM (SELECT CAST({ns} AS HUGEINT) - CAST($lag AS HUGEINT) * 1000 AS n)"
+        )
+        return con.execute(sql, {"mark": mark, "lag": lag_us}).fetchall()[0][0], col
+    if column.id == "date":
+        # A date d is at or past mark - lag exactly when d >= mark - floor(lag / 1 day); staying in
+        # DATE also covers dates beyond TIMESTAMP's range.
+        lag_us //= 86_400_000_000
+        expr = "CAST($mark AS DATE) - CAST($lag AS INTEGER)"
+    elif column.id == "timestamp_ns":
+        expr = "make_timestamp_ns(CAST(epoch_ns(CAST($mark AS TIMESTAMP_NS)) - CAST($lag AS HUGEINT) * 1000 AS BIGINT))"
+    else:  # TIMESTAMP_S/_MS, TIMESTAMP, TIMESTAMPTZ and (DuckDB 2) TIMESTAMPTZ_NS keep their precision
+        expr = f"CAST($mark AS {col}) - to_microseconds(CAST($lag AS BIGINT))"
+    text, sql_type = con.execute(
+        f"SELECT CAST(b AS VARCHAR), typeof(b) FROM (SELECT TRY({expr}) AS b)", {"mark": mark, "lag": lag_us}
+    ).fetchall()[0]
+    return text, (sql_type if text is not None else col)
+
+
+def _polars_prefilter(con: duckdb.DuckDBPyConnection, bound: _Bound, column: Any, cursor: str) -> Any:
+    """A Polars predicate selecting a superset of the rows past ``bound`` (so that the scan of an
+    ``s3://`` source skips row groups below it), or None; the exact filter is DuckDB's."""
+    family = _CURSOR_FAMILY[column.id]
+    if family in ("integer", "float", "string"):
+        sql = f"SELECT CAST(? AS {bound.sql_type})"
+    elif family == "datetime" and column.id == "date":
+        sql = f"SELECT CAST(TRY(CAST(? AS {bound.sql_type}) - INTERVAL 1 DAY) AS DATE)"
+    elif family == "datetime":  # a second below: unit casts in Polars may truncate the literal
+        sql = f"SELECT TRY(CAST(CAST(? AS {bound.sql_type}) AS TIMESTAMP) - INTERVAL 1 SECOND)"
+    else:
+        return None
+    value = con.execute(sql, [bound.text]).fetchall()[0][0]
+    return None if value is None else pl.col(cursor) >= value
 
 
 def load_cursor(
@@ -354,6 +639,7 @@ def load_cursor(
     mode: str | None = None,
     on_schema_change: str = "fail",
     checks: Sequence[Any] | None = None,
+    create: str = "if_missing",
 ) -> LoadResult:
     """Load the rows of ``source`` whose ``cursor`` is past ``table``'s high-water mark.
 
@@ -362,15 +648,20 @@ def load_cursor(
         source: anything :func:`~prefect_etl_blocks.loading.load` takes, or a ``ParquetSource``
             (the cursor predicate is pushed into its scan).
         table: the target table.
-        cursor: the column whose values only grow (a timestamp, date or number).
-        initial_value: the mark before the first load (rows at or below it never load).
+        cursor: the column whose values only grow: a number (up to HUGEINT / UHUGEINT,
+            DECIMAL, FLOAT, DOUBLE), date, time, timestamp (any precision, with or without time
+            zone), string or UUID. The mark is kept and compared in this column's DuckDB type,
+            never through a Python value. Other types, and NULL values, are refused.
+        initial_value: the mark before the first load (rows at or below it never load): a
+            value cast exactly to the column's type in SQL, or its text.
         lag: re-read this far below the mark (a number, or a ``timedelta`` for date/time
-            cursors) to catch late rows; needs ``keys``.
+            cursors, taken as a fixed length) to catch late rows; needs ``keys``.
         keys: key columns: rows at the boundary and within ``lag`` are upserted, not duplicated.
         mode: ``append`` without keys (default), ``upsert`` (default with keys) or
             ``insert-only``.
         on_schema_change: as for :func:`~prefect_etl_blocks.loading.load`.
         checks: as for :func:`~prefect_etl_blocks.loading.load`.
+        create: as for :func:`~prefect_etl_blocks.loading.load` (passed through).
 
     Example:
         ```python
@@ -397,6 +688,7 @@ def load_cursor(
         )
     if not key_cols and mode != "append":
         raise LoadConfigError(f"cursor load without keys appends; mode={mode!r} needs keys=[...].")
+    _check_lag(lag)
     if lag is not None and not key_cols:
         raise LoadConfigError(
             "lag re-reads rows below the mark, which would duplicate them without keys: pass "
@@ -404,96 +696,124 @@ def load_cursor(
         )
     parts = split_table_name(table)
     ledger.check_user_table(parts, table)
-    key = ledger.table_key(parts)
+    key = ledger.table_key(con, parts)
     from prefect_etl_blocks.parquet import ParquetSource
 
     is_parquet = isinstance(source, ParquetSource)
     src = None if is_parquet else as_source(source)
     entry = ledger.LedgerEntry(incremental="cursor", cursor_column=cursor)
-    with transaction(con):
-        state = entry.state = ledger.ensure_state(con, parts)
-        if not table_exists(con, parts):
-            con.execute(f"DELETE FROM {state}.cursors WHERE table_name = ?", [key]).fetchall()
-        mark, _ = _read_mark(con, state, key, cursor)
-        if mark is None:
-            mark = initial_value
-        lower = _minus_lag(mark, lag)
-        inclusive = bool(key_cols)
-        entry.cursor_from = None if mark is None else str(mark)
-        view = None
-        if is_parquet and source.is_remote:
-            frame = source.scan()
-            if lower is not None:
-                col = pl.col(cursor)
-                frame = frame.filter(col >= lower if inclusive else col > lower)
-            schema = frame.collect_schema()
-            relation = con.from_arrow(stream_lazy(frame, schema))
-        else:
-            if is_parquet:
+    try:
+        with transaction(con):
+            state = entry.state = ledger.ensure_state(con, parts)
+            if not table_exists(con, parts):
+                con.execute(f"DELETE FROM {state}.cursors WHERE table_name = ?", [key]).fetchall()
+            view = None
+            where = f"ParquetSource {source.path!r}" if is_parquet else "the data"
+            if is_parquet and source.is_remote:
+                frame = source.scan()
+                # The cursor's DuckDB type, from the schema alone (no data is read).
+                relation = lazy_relation(con, pl.LazyFrame(schema=frame.collect_schema()), where)
+            elif is_parquet:
                 from prefect_etl_blocks.loading.staging import parquet_source
 
-                names = parquet_source(source).names
-                relation = parquet_relation(con, source, names)
+                relation = parquet_relation(con, source, parquet_source(source).names)
             else:
                 assert src is not None
                 view = src.register(con)
                 relation = con.sql(f"SELECT * FROM {q(view)}")
-            if lower is not None:
-                column, value = duckdb.ColumnExpression(cursor), duckdb.ConstantExpression(lower)
-                relation = relation.filter(column >= value if inclusive else column > value)
-        if cursor not in relation.columns:
-            raise LoadConfigError(
-                f"cursor column {cursor!r} is not a column of the data loaded into {table!r}; its "
-                f"columns are {relation.columns}."
-            )
-        stage = f"__petl_cursor_{entry.load_id.replace('-', '')}"
-        inner = f"{stage}_src"
-        con.register(inner, relation)
-        dedup = ""
-        if key_cols:
-            dedup = (
-                f" QUALIFY row_number() OVER (PARTITION BY {', '.join(q(k) for k in key_cols)} "
-                f"ORDER BY {q(cursor)} DESC) = 1"
-            )
-        try:
-            con.execute(f"CREATE TEMP TABLE {q(stage)} AS SELECT * FROM {q(inner)}{dedup}").fetchall()
-        finally:
-            unregister(con, inner)
-            if view is not None:
-                unregister(con, view)
-        count, top, top_type, top_text = con.execute(
-            f"SELECT count(*), max({q(cursor)}), typeof(max({q(cursor)})), CAST(max({q(cursor)}) AS VARCHAR) "
-            f"FROM temp.main.{q(stage)}"
-        ).fetchall()[0]
-        advance = top is not None and (mark is None or top > mark)
-        entry.cursor_to = top_text if advance else entry.cursor_from
-        if advance:
-            con.execute(
-                f"DELETE FROM {state}.cursors WHERE table_name = ? AND cursor_column = ?",
-                [key, cursor.casefold()],
-            ).fetchall()
-            con.execute(
-                f"INSERT INTO {state}.cursors VALUES (?, ?, ?, ?, ?, ?)",
-                [key, cursor.casefold(), top_text, top_type, entry.load_id, ledger.utcnow()],
-            ).fetchall()
-        try:
-            if count:
-                staged_names = [d[0] for d in con.execute(f"SELECT * FROM temp.main.{q(stage)} LIMIT 0").description]
-
-                def register(c: duckdb.DuckDBPyConnection, name: str) -> None:
-                    c.register(name, c.sql(f"SELECT * FROM temp.main.{q(stage)}"))
-
-                staged = Source(staged_names, f"rows past the {cursor!r} mark", register, in_memory=True)
-                return load(
-                    con, staged, table, mode=mode, keys=key_cols or None,
-                    on_schema_change=on_schema_change, checks=checks, ledger_entry=entry,
+            registered = [] if view is None else [view]
+            try:
+                column = _cursor_type(relation, cursor, table)
+                col = str(column)
+                mark_text, mark_type = _read_mark(con, state, key, cursor)
+                if mark_text is not None:
+                    mark = _as_column_value(
+                        con, mark_text, mark_type, column, f"The {cursor!r} mark of {table!r}",
+                        f"The cursor column changed type since; cast it back to {mark_type} in the data, "
+                        "or reset_incremental (then empty the table) to start over",
+                    )
+                elif initial_value is not None:
+                    mark = _as_column_value(
+                        con, initial_value, None, column, "initial_value",
+                        f"Pass a value of the column's type, or its text (for example the CAST of a {col} "
+                        "value to VARCHAR)",
+                    )
+                else:
+                    mark = None
+                bound = None
+                if mark is not None:
+                    lower, lower_type = _minus_lag(con, mark, column, lag, cursor)
+                    if lower is not None:
+                        bound = _Bound(lower, lower_type, inclusive=bool(key_cols))
+                entry.cursor_from = mark
+                if is_parquet and source.is_remote:
+                    prefilter = None if bound is None else _polars_prefilter(con, bound, column, cursor)
+                    relation = lazy_relation(con, frame if prefilter is None else frame.filter(prefilter), where)
+                nulls = duckdb.ColumnExpression(cursor).isnull()  # kept, to be refused by name below
+                if bound is not None:
+                    relation = relation.filter(bound.expression(con, cursor) | nulls)
+                stage = f"__petl_cursor_{entry.load_id.replace('-', '')}"
+                inner = f"{stage}_src"
+                con.register(inner, relation)
+                registered.append(inner)
+                dedup = ""
+                if key_cols:
+                    dedup = (
+                        f" QUALIFY row_number() OVER (PARTITION BY {', '.join(q(k) for k in key_cols)} "
+                        f"ORDER BY {q(cursor)} DESC) = 1 OR {q(cursor)} IS NULL"  # NULLs: refused below
+                    )
+                con.execute(f"CREATE TEMP TABLE {q(stage)} AS SELECT * FROM {q(inner)}{dedup}").fetchall()
+            finally:
+                for name in registered:
+                    unregister(con, name)
+            qc = q(cursor)
+            beyond = f"max({qc}) IS NOT NULL" if mark is None else f"max({qc}) > CAST($mark AS {col})"
+            count, null_count, top_type, top_text, advance = con.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {qc} IS NULL), typeof(max({qc})), "
+                f"CAST(max({qc}) AS VARCHAR), coalesce({beyond}, false) FROM temp.main.{q(stage)}",
+                {} if mark is None else {"mark": mark},
+            ).fetchall()[0]
+            if null_count:
+                con.execute(f"DROP TABLE IF EXISTS temp.main.{q(stage)}").fetchall()
+                raise LoadError(
+                    f"{null_count} row(s) of the data loaded into {table!r} have no value (NULL) in the "
+                    f"cursor column {cursor!r}. A NULL cannot be compared with the mark, so such a row "
+                    "would be loaded again on every run, or never. Fill the column (for example "
+                    f"pl.col({cursor!r}).fill_null(...)) or filter those rows out; nothing was written."
                 )
-            ledger.record(
-                con, parts, entry, strategy=mode, inserted=0, updated=0, deleted=0,
-                created=False, schema_changes=(), checks=(),
-            )
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS temp.main.{q(stage)}").fetchall()
+            entry.cursor_to = top_text if advance else entry.cursor_from
+            if advance:
+                con.execute(
+                    f"DELETE FROM {state}.cursors WHERE table_name = ? AND cursor_column = ?",
+                    [key, cursor.casefold()],
+                ).fetchall()
+                con.execute(
+                    f"INSERT INTO {state}.cursors VALUES (?, ?, ?, ?, ?, ?)",
+                    [key, cursor.casefold(), top_text, top_type, entry.load_id, ledger.utcnow()],
+                ).fetchall()
+            try:
+                if count:
+                    staged_names = [d[0] for d in con.execute(f"SELECT * FROM temp.main.{q(stage)} LIMIT 0").description]
+
+                    def register(c: duckdb.DuckDBPyConnection, name: str) -> None:
+                        c.register(name, c.sql(f"SELECT * FROM temp.main.{q(stage)}"))
+
+                    staged = Source(staged_names, f"rows past the {cursor!r} mark", register, in_memory=True)
+                    return load(
+                        con, staged, table, mode=mode, keys=key_cols or None,
+                        on_schema_change=on_schema_change, checks=checks, ledger_entry=entry,
+                        create=create,
+                    )
+                ledger.record(
+                    con, parts, entry, strategy=mode, inserted=0, updated=0, deleted=0,
+                    created=False, schema_changes=(), checks=(),
+                )
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS temp.main.{q(stage)}").fetchall()
+    except PrefectETLBlocksError:
+        raise
+    except Exception as exc:  # DuckDB's own errors while filtering and staging, classified
+        raise classify_load_error(exc, table=table, mode=mode, remote=is_parquet and source.is_remote) from exc
     return LoadResult(
         table=table, mode=mode, seconds=time.perf_counter() - started,
         on_schema_change=on_schema_change, keys=tuple(key_cols), load_id=entry.load_id,
