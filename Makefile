@@ -9,6 +9,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 include mk/ducklake.mk
+include mk/lowest.mk
 
 .PHONY: install demo test test-fast bench docs docs-serve lint clean chromium system-deps
 
@@ -38,10 +39,12 @@ chromium: system-deps
 demo: $(STAMP)
 	$(BIN)/prefect-etl demo
 
-# The main suite on the installed DuckDB (2.x), then the DuckLake leg in its own venv on 1.5.5.
+# The main suite on the newest releases (DuckDB 2.x), then the lowest leg (every dependency at its
+# declared lower bound, .venv-lowest) and the DuckLake leg on DuckDB 1.5.5 (.venv-ducklake).
 test: $(STAMP) system-deps
 	$(BIN)/ruff check prefect_etl_blocks tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not ducklake"
+	$(MAKE) test-lowest
 	$(MAKE) test-ducklake
 
 test-fast: $(STAMP)
@@ -60,4 +63,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check prefect_etl_blocks tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-ducklake .prefect-etl .petl site build dist .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-ducklake .venv-lowest .prefect-etl .petl site build dist .pytest_cache .hypothesis

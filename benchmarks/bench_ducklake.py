@@ -126,7 +126,7 @@ def run(repeats: int = 1, rows: int = ROWS) -> list[dict[str, Any]]:
                         written = sum(client.gather(futures))
                         times.append(time.perf_counter() - started)
                     assert written == total
-                    assert lake.fetch_one("SELECT count(*), count(DISTINCT id) FROM events") == (total, total)
+                    assert lake.fetch_all("SELECT count(*), count(DISTINCT id) FROM events") == [(total, total)]
                 seconds = statistics.median(times)
                 tuned = ", retry wait 5 ms" if settings else ""
                 results.append({"name": f"DuckLake, {workers} Dask worker process(es){tuned}", "baseline": "DuckDB file, 1 writer",
@@ -162,7 +162,7 @@ def _commit_rate(server: Any, root: Path, repeats: int, commits: int = 200) -> l
                                      pure=False)
                 done = sum(client.gather(futures))
                 times.append(time.perf_counter() - started)
-            assert done == commits and lake.fetch_one("SELECT count(*) FROM commits") == (commits,)
+            assert done == commits and lake.fetch_all("SELECT count(*) FROM commits") == [(commits,)]
         seconds = statistics.median(times)
         base = base or seconds
         tuned = ", retry wait 5 ms" if settings else ""

@@ -6,6 +6,13 @@ Importing the package registers its blocks with Prefect's block registry and the
 
 from __future__ import annotations
 
+# First, before anything imports pyarrow or NumPy: an installed version outside the declared
+# range stops here with a message naming the package and what to install (docs/versions.md),
+# not with a traceback from inside NumPy.
+from prefect_etl_blocks.versions import require_supported_versions
+
+require_supported_versions()
+
 from prefect_etl_blocks import checks, errors
 from prefect_etl_blocks.cache_policies import FrameInputs, SourceFingerprint
 from prefect_etl_blocks.duckdb import DuckDBConnection

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -153,17 +154,51 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     return run_doctor(
         limits=args.limit,
-        database=args.database,
+        database=_chosen_database(args, "doctor"),
         result_storage=args.result_storage,
         notifier=args.notifier,
         timeout_seconds=args.timeout,
     )
 
 
+def _chosen_database(args: argparse.Namespace, command: str) -> str | None:
+    """The database of ``doctor`` and ``history``: ``--database PATH`` or the positional ``DB``
+    (the same file given both ways is fine; two different files are refused)."""
+    given, option = getattr(args, "db", None), getattr(args, "database", None)
+    if given and option and os.path.abspath(given) != os.path.abspath(option):
+        raise UsageError(
+            f"two databases given ({given} and --database {option}); pass one, as "
+            f"`{PROG} {command} --database PATH` or `{PROG} {command} PATH`.",
+            where=f"{PROG} {command}",
+        )
+    return option or given
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     from prefect_etl_blocks.duckdb import DuckDBConnection
 
-    path = os.path.abspath(os.path.expanduser(args.database))
+    if args.database and args.db and args.table is None and args.table_option is None:
+        # `history --database FILE TABLE`: with the file given by name, the one positional is
+        # the table.
+        args.db, args.table = None, args.db
+    table = args.table_option or args.table
+    if args.table_option and args.table and args.table_option != args.table:
+        raise UsageError(
+            f"two tables given ({args.table} and --table {args.table_option}); pass one.",
+            where=f"{PROG} history",
+        )
+    chosen = _chosen_database(args, "history")
+    if chosen is None:
+        from prefect_etl_blocks.doctor import discover_project
+
+        chosen = discover_project(".").database
+    if chosen is None:
+        raise UsageError(
+            "which DuckDB file? Pass --database PATH (or `prefect-etl history PATH [TABLE]`), "
+            "or run it in a generated project, whose duckdb_path is the default.",
+            where=f"{PROG} history",
+        )
+    path = os.path.abspath(os.path.expanduser(chosen))
     if not os.path.isfile(path):
         raise UsageError(
             f"DuckDB file {path} does not exist; pass the database file your flows load into."
@@ -171,14 +206,93 @@ def _cmd_history(args: argparse.Namespace) -> int:
     import polars as pl
 
     db = DuckDBConnection(database=path, read_only=True)
-    history = db.load_history(args.table) if args.table else db.load_history()
+    history = db.load_history(table) if table else db.load_history()
     if history.is_empty():
-        where = f" of table {args.table!r}" if args.table else ""
+        where = f" of table {table!r}" if table else ""
         print(f"{PROG} history: no loads{where} recorded in {path} yet.", file=sys.stderr)
-    # Every column, and load ids in full: the ledger is read to find one load.
-    with pl.Config(tbl_cols=-1, tbl_rows=200, fmt_str_lengths=48, tbl_width_chars=400):
-        print(history)
+    if args.json:
+        print(json.dumps(history.to_dicts(), indent=2, default=_json_value))
+    elif args.wide:
+        # Every column, and load ids in full: the ledger is read to find one load.
+        with pl.Config(tbl_cols=-1, tbl_rows=-1, fmt_str_lengths=48, tbl_width_chars=400):
+            print(history)
+    else:
+        width = shutil.get_terminal_size((HISTORY_WIDTH, 24)).columns
+        for line in history_lines(history, width):
+            print(line)
     return 0
+
+
+#: Columns of a terminal that ``history`` fits when it cannot ask the terminal.
+HISTORY_WIDTH = 100
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def history_lines(history: Any, width: int = HISTORY_WIDTH) -> list[str]:
+    """The load ledger as a table that fits ``width`` columns: finish time (UTC, to the
+    minute), the first 8 characters of the load id, table, strategy, rows inserted, updated and
+    deleted, and whether the load created the table (``new``). A long table name is shortened
+    in the middle first, then the columns that matter least are left out (load id, deleted,
+    updated, new, time); no line is wider than ``width``. ``history --wide`` and ``--json``
+    show every column in full.
+
+    Example:
+        ```python
+        import polars as pl
+        from prefect_etl_blocks import DuckDBConnection
+        from prefect_etl_blocks.cli import history_lines
+
+        db = DuckDBConnection()
+        db.load_frame(pl.DataFrame({"id": [1, 2]}), "analytics.orders")
+        lines = history_lines(db.load_history(), width=60)
+        assert max(len(line) for line in lines) <= 60
+        assert "analytics.orders" in lines[1] and lines[1].rstrip().endswith("yes")
+        ```
+    """
+    headers = ["finished (UTC)", "load", "table", "strategy", "inserted", "updated", "deleted", "new"]
+    rows = []
+    for r in history.iter_rows(named=True):
+        finished = r.get("finished_at") or r.get("started_at")
+        strategy = str(r["strategy"]) + (f" ({r['incremental']})" if r.get("incremental") else "")
+        rows.append([
+            finished.strftime("%Y-%m-%d %H:%M") if finished is not None else "",
+            str(r["load_id"])[:8], str(r["table_name"]), strategy,
+            f"{r['inserted'] or 0:,}", f"{r['updated'] or 0:,}", f"{r['deleted'] or 0:,}",
+            "yes" if r.get("created") else "no",
+        ])
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    keep = list(range(len(headers)))
+    for drop in (None, 1, 6, 5, 7, 0):  # left out, in turn, while the table name gets < 12
+        if drop is not None:
+            keep.remove(drop)
+        room = width - sum(widths[i] + 2 for i in keep if i != 2)
+        if room >= min(12, widths[2]):
+            break
+    widths[2] = max(min(widths[2], room), min(12, widths[2]))
+    headers = [headers[i] for i in keep]
+    rows = [[row[i] for i in keep] for row in rows]
+    widths = [widths[i] for i in keep]
+    right = {n for n, i in enumerate(keep) if i in (4, 5, 6)}
+
+    def fit(text: str) -> str:
+        return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if len(cell) > widths[i]:  # keep both ends of a name: analytics.dai…_summary
+                head = (widths[i] - 1) // 2
+                cell = cell[:head] + "…" + cell[len(cell) - (widths[i] - 1 - head):]
+            out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+        return fit("  ".join(out).rstrip())
+
+    lines = [line(headers), *(line(row) for row in rows)]
+    if rows:
+        lines.append(fit(f"{len(rows)} load(s), oldest first; --wide or --json: every column in full"))
+    return lines
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -350,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
         "<project_slug>-duckdb-writes of the project in the current folder.",
     )
     doctor.add_argument(
+        "db", metavar="DB", nargs="?",
+        help="DuckDB file that must be writable (the same as --database).",
+    )
+    doctor.add_argument(
         "--database", metavar="PATH",
         help="DuckDB file that must be writable; default: the project's duckdb_path.",
     )
@@ -366,8 +484,23 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_cmd_doctor)
 
     history = command("history", "Print the load history recorded in a DuckDB file.")
-    history.add_argument("database", metavar="DB", help="The DuckDB file.")
+    history.add_argument(
+        "db", metavar="DB", nargs="?", help="The DuckDB file (the same as --database)."
+    )
     history.add_argument("table", metavar="TABLE", nargs="?", help="Only loads into this table.")
+    history.add_argument(
+        "--database", metavar="PATH",
+        help="The DuckDB file; default: the project's duckdb_path.",
+    )
+    history.add_argument(
+        "--table", dest="table_option", metavar="TABLE", help="Only loads into this table."
+    )
+    shown = history.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--wide", action="store_true",
+        help="Every column, load ids in full (default: what fits the terminal).",
+    )
+    shown.add_argument("--json", action="store_true", help="Every column, as a JSON array.")
     history.set_defaults(func=_cmd_history)
 
     version = command("version", "Print versions.")
@@ -460,6 +593,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`prefect-etl history --wide | head`): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

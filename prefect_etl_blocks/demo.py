@@ -13,7 +13,11 @@ scan, the summary filters and groups it in one streamed pass (the same
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -96,8 +100,45 @@ def run_demo(workdir: str | os.PathLike = ".prefect-etl/demo", rows: int = 1_200
     with pl.Config(float_precision=2, thousands_separator=",", tbl_hide_dataframe_shape=True):
         print(summary)
     print(f"\nRows loaded into daily_summary: {loaded}")
-    print(f"DuckDB file: {database}")
-    print(f'  look at it:  .venv/bin/python -c "import duckdb; print(duckdb.connect(\'{database}\', read_only=True).sql(\'FROM daily_summary\'))"')
-    print("See the run in the Prefect UI:")
-    print(f"  PREFECT_HOME={home} .venv/bin/prefect server start   # then open http://127.0.0.1:4200/runs")
+    for line in follow_up_commands(database, home):
+        print(line)
     return loaded
+
+
+def follow_up_commands(database: Path, home: Path) -> list[str]:
+    """The lines the demo prints after its run: the DuckDB file, and commands that open it and
+    the Prefect UI, spelled for the environment the demo runs in (see :func:`script_command`)."""
+    code = (
+        f"import duckdb; print(duckdb.connect({json.dumps(str(database))}, read_only=True)"
+        '.sql("FROM daily_summary"))'
+    )
+    return [
+        f"DuckDB file: {database}",
+        f"  look at it:  {script_command('python')} -c {shlex.quote(code)}",
+        "See the run in the Prefect UI:",
+        f"  PREFECT_HOME={shlex.quote(str(home))} {script_command('prefect')} server start"
+        "   # then open http://127.0.0.1:4200/runs",
+    ]
+
+
+def script_command(name: str) -> str:
+    """How to run ``name`` (``python`` or a console script such as ``prefect``) of the
+    environment this process runs in, from the current folder.
+
+    Just ``name`` when ``PATH`` finds it in this environment (an activated venv, a plain
+    ``pip install``); a path relative to the current folder when the environment lives below
+    it (``.venv/bin/python`` in this repository, for ``make demo``); else the absolute path.
+    A console script this environment lacks runs as ``python -m name``.
+    """
+    bindir = Path(sys.executable).absolute().parent
+    found = shutil.which(name)
+    if found and Path(found).absolute().parent == bindir:
+        return name
+    path = Path(sys.executable).absolute() if name == "python" else bindir / name
+    if not path.exists():
+        return f"{script_command('python')} -m {name}"
+    try:
+        shown = str(path.relative_to(Path.cwd().absolute()))
+    except ValueError:
+        shown = str(path)
+    return shlex.quote(shown)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from prefect_etl_blocks.errors import LOCK_CONFLICT, first_line
 from prefect_etl_blocks.registration import _api_problem, block_classes, call_with_deadline
+from prefect_etl_blocks.versions import newer_than_tested, version_problems
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
@@ -56,6 +57,7 @@ __all__ = [
     "check_notifier",
     "check_result_storage",
     "check_serializer",
+    "check_versions",
     "discover_project",
     "run_doctor",
 ]
@@ -88,6 +90,23 @@ def _one_line(text: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def check_versions() -> CheckResult:
+    """The installed dependencies against the tested range (docs/versions.md): each one older
+    than the oldest tested, at a declared upper bound, or in a known-bad combination (pyarrow
+    older than 16 with NumPy 2) is named with its version and what to install."""
+    problems = version_problems()
+    if not problems:
+        return CheckResult("versions", "ok", "every dependency is within the tested range")
+    return CheckResult(
+        "versions", "FAIL",
+        "; ".join(p.detail for p in problems),
+        "; ".join(dict.fromkeys(p.fix for p in problems)),
+    )
 
 
 # ----------------------------------------------------------------------------- Prefect API
@@ -630,6 +649,9 @@ def run_doctor(
         results.append(result)
         print(result.line(), file=out, flush=True)
 
+    versions = check_versions()
+    if versions.failed:  # listed only when wrong: it explains the failures that follow
+        report(versions)
     api = check_api(url, timeout_seconds)
     report(api)
     needs_api = "not checked: needs the Prefect API (see the first line)"
@@ -651,7 +673,7 @@ def run_doctor(
             report(CheckResult(label, "skip", needs_api))
         else:
             report(check(option, url, timeout_seconds))
-    for note in hints.notes:
+    for note in [*hints.notes, *newer_than_tested()]:
         print(f"note  {note}", file=out)
     failed = sum(r.failed for r in results)
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "FAIL", "skip")}

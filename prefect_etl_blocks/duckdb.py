@@ -140,7 +140,7 @@ class DuckDBConnection(WarehouseMethods, DatabaseBlock):
 
     _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _guard: threading.RLock | None = PrivateAttr(default=None)
-    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection, list[tuple]]] = PrivateAttr(default_factory=dict)
+    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]] = PrivateAttr(default_factory=dict)
     _held: int = PrivateAttr(default=0)
     _last_load: LoadResult | None = PrivateAttr(default=None)
 

@@ -26,16 +26,25 @@ What happens when S3 fails (verified in ``tests/test_results.py``):
 
 from __future__ import annotations
 
+import copy
+import inspect
+import os
 from pathlib import Path
 from typing import Any
 
+from prefect.blocks.core import Block
 from prefect.cache_policies import CachePolicy
-from prefect.filesystems import WritableFileSystem
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.serializers import Serializer
 from prefect_aws.s3 import S3Bucket
+from pydantic import PrivateAttr
 
 from prefect_etl_blocks.errors import ResultStorageError, UnsavedBlockError, first_line
-from prefect_etl_blocks.serializers import PolarsParquetSerializer, check_stored_record
+from prefect_etl_blocks.serializers import (
+    SIGNING_KEY_ENV,
+    PolarsParquetSerializer,
+    check_stored_record,
+)
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/s3_result_storage/"
 
@@ -144,6 +153,140 @@ class S3ResultStorage(S3Bucket):
             ) from exc
 
 
+class _VerifiedStorage(WritableFileSystem):
+    """Any storage block with every object it reads passed through ``check_stored_record``.
+
+    Prefect decodes a stored record with the serializer the record itself names, so a signing
+    key protects results only when every read is checked before Prefect parses it.
+    ``S3ResultStorage`` checks in ``_read_sync``; :func:`dataframe_result_options` wraps every
+    other storage (``LocalFileSystem``, a plain ``S3Bucket``…) and the cache policy's
+    ``key_storage`` in this class. Prefect's ``ResultStore`` calls ``read_path``/``aread_path``
+    and ``write_path``/``awrite_path`` on it (``_sync=True`` for the sync ones, see
+    ``prefect/_internal/compatibility/blocks.py`` and PrefectHQ/prefect#15008). It carries the
+    wrapped block's document id, so result records still name the saved block and a process
+    that loads them by id reads the same objects. It is never registered as a block type: it
+    lives only in the running process.
+    """
+
+    _block_type_name = "Verified Result Storage"
+    _block_type_slug = "prefect-etl-verified-result-storage"
+    _documentation_url = DOCS_URL
+    _description = "A result storage block whose reads are checked for signed results."
+
+    _storage: Any = PrivateAttr(default=None)
+    _role: str = PrivateAttr(default="Result")
+
+    @classmethod
+    def wrap(cls, storage: Block, role: str) -> _VerifiedStorage:
+        wrapper = cls()
+        wrapper._storage = storage
+        wrapper._role = role
+        wrapper._block_document_id = getattr(storage, "_block_document_id", None)
+        wrapper._block_document_name = getattr(storage, "_block_document_name", None)
+        return wrapper
+
+    @property
+    def storage(self) -> Block:
+        """The wrapped storage block."""
+        return self._storage
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._storage!r})"
+
+    def location(self, path: str) -> str:
+        """Where ``path`` is stored, as the errors name it (never with credentials)."""
+        resolve = getattr(self._storage, "_resolve_path", None)
+        try:
+            where = str(resolve(path)) if resolve is not None else path
+        except Exception:  # a path the storage refuses: name it as given
+            where = path
+        bucket = getattr(self._storage, "bucket_name", None)
+        if bucket:
+            where = f"s3://{bucket}/{where.lstrip('/')}"
+        return f"{self._role} {where}"
+
+    def read_path(self, path: str, _sync: bool | None = None) -> bytes:
+        data = self._storage.read_path(path, _sync=True)
+        check_stored_record(data, self.location(path))
+        return data
+
+    async def aread_path(self, path: str) -> bytes:
+        data = await _call_async(self._storage, "read_path", path)
+        check_stored_record(data, self.location(path))
+        return data
+
+    def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> Any:
+        return self._storage.write_path(path, content, _sync=True)
+
+    async def awrite_path(self, path: str, content: bytes) -> Any:
+        return await _call_async(self._storage, "write_path", path, content)
+
+    def _resolve_path(self, path: str) -> Any:
+        resolve = getattr(self._storage, "_resolve_path", None)
+        return resolve(path) if resolve is not None else path
+
+
+async def _call_async(block: Any, method: str, *args: Any) -> Any:
+    """``block.a<method>(*args)`` when the block has it, else the awaitable form of ``method``,
+    the same order Prefect's ``ResultStore`` tries (PrefectHQ/prefect#15008)."""
+    explicit = getattr(block, f"a{method}", None)
+    if explicit is not None:
+        return await explicit(*args)
+    bound = getattr(block, method)
+    if hasattr(bound, "aio"):
+        return await bound.aio(block, *args)
+    outcome = bound(*args)
+    return await outcome if inspect.isawaitable(outcome) else outcome
+
+
+def _signing_key_set() -> bool:
+    return bool(os.environ.get(SIGNING_KEY_ENV))
+
+
+def _verified(storage: Block, role: str) -> Block:
+    """``storage`` with its reads checked; ``S3ResultStorage`` already checks its own."""
+    if isinstance(storage, (S3ResultStorage, _VerifiedStorage)):
+        return storage
+    return _VerifiedStorage.wrap(storage, role)
+
+
+def _verified_result_storage(storage: Block | str | Path) -> Block | str | Path:
+    if isinstance(storage, Block):
+        return _verified(storage, "Result")
+    if not _signing_key_set():
+        return storage  # a reference Prefect resolves when the task runs, as before
+    if isinstance(storage, str):
+        # Prefect would load the block only when the task runs, unchecked: load it now.
+        return _verified(Block.load(storage, _sync=True), "Result")
+    raise UnsavedBlockError(
+        f"A local folder ({str(storage)!r}) cannot hold signed results: Prefect writes there "
+        "through an unsaved LocalFileSystem, whose reads nothing can check, and a forged "
+        f"record would be decoded although {SIGNING_KEY_ENV} is set. Save a block for the "
+        f'folder, for example `LocalFileSystem(basepath="{storage}").save("etl-results")`, '
+        "and pass that block to dataframe_result_options."
+    )
+
+
+def _verified_key_storage(policy: CachePolicy) -> CachePolicy:
+    """``policy`` with its ``key_storage`` (the cache records that name the serializer) checked."""
+    storage = policy.key_storage
+    if storage is None:
+        return policy
+    if isinstance(storage, Block):
+        checked: Any = _verified(storage, "Cache key record")
+    elif isinstance(storage, str) and len(storage.split("/")) == 2:
+        # A block reference, the rule Prefect applies to key_storage (ResultStore.update_for_task).
+        if not _signing_key_set():
+            return policy
+        checked = _verified(Block.load(storage, _sync=True), "Cache key record")
+    else:
+        # A folder: the LocalFileSystem Prefect would build for it, checked.
+        checked = _verified(LocalFileSystem(basepath=str(storage)), "Cache key record")
+    verified = copy.copy(policy)
+    verified.key_storage = checked
+    return verified
+
+
 def dataframe_result_options(
     storage: WritableFileSystem | str | Path,
     *,
@@ -163,9 +306,18 @@ def dataframe_result_options(
         serializer: another serializer or type name; ``PolarsParquetSerializer()`` by default.
         cache_policy: a cache policy to include, for example ``FrameInputs() + TASK_SOURCE``.
 
+    Signed results: every object read from ``storage``, and from the cache policy's
+    ``key_storage``, is checked against the signing key (``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY``)
+    before Prefect decodes it, whatever the storage type: a storage block other than
+    ``S3ResultStorage`` (which checks its own reads) comes back wrapped in a block that checks
+    each read, so compare ``options["result_storage"].storage`` with yours. With the key set
+    when the options are built, a block reference is loaded at once (to be wrapped), and a
+    local folder path is refused.
+
     Raises:
         UnsavedBlockError: when ``storage`` is a block that has not been saved, which Prefect
-            would refuse when decorating the task.
+            would refuse when decorating the task, or a local folder path while a signing key
+            is set (save a ``LocalFileSystem`` block for it).
     """
     if (
         not isinstance(storage, (str, Path))
@@ -181,10 +333,10 @@ def dataframe_result_options(
             "dataframe_result_options."
         )
     options: dict[str, Any] = {
-        "result_storage": storage,
+        "result_storage": _verified_result_storage(storage),
         "result_serializer": serializer if serializer is not None else PolarsParquetSerializer(),
         "persist_result": True,
     }
     if cache_policy is not None:
-        options["cache_policy"] = cache_policy
+        options["cache_policy"] = _verified_key_storage(cache_policy)
     return options

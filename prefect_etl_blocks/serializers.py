@@ -113,7 +113,9 @@ def check_stored_record(content: bytes, location: str = "stored result") -> None
     so whoever can write the result storage can bypass the signature by naming Prefect's
     ``pickle`` serializer (which unpickles whatever it is given) or by adding a key of their
     own to the serializer's settings. Result storage should call this on every object it reads,
-    before Prefect parses it: with ``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY`` set, only a
+    before Prefect parses it (``S3ResultStorage`` does, and ``dataframe_result_options`` wraps
+    any other storage, and the cache policy's ``key_storage``, in a block that does): with
+    ``PREFECT_ETL_BLOCKS_RESULT_SIGNING_KEY`` set, only a
     polars-parquet envelope, or a result record or metadata naming ``"polars-parquet"``
     with no settings other than its compression, passes. Without the variable it does nothing.
 

@@ -30,7 +30,7 @@ from prefect_etl_blocks.duckdb import DuckDBConnection, LoadMode, quote_table
 from prefect_etl_blocks.errors import LoadConfigError, is_transient
 from prefect_etl_blocks.loading.connections import LOCK_WAIT_CAP
 from prefect_etl_blocks.loading.contracts import OnSchemaChange
-from prefect_etl_blocks.loading.engine import LoadResult
+from prefect_etl_blocks.loading.engine import CreateMode, LoadResult
 from prefect_etl_blocks.parquet import ParquetSource
 
 SAMPLE_ROWS = 5
@@ -129,19 +129,25 @@ def load_report(
     schema = connection.query(f"DESCRIBE {target}").select(
         pl.col("column_name").alias("column"), pl.col("column_type").alias("type")
     )
-    total = connection.fetch_one(f"SELECT count(*) FROM {target}")
+    # Not fetch_one: a second report through the same block would continue its cached result.
+    total = connection.fetch_all(f"SELECT count(*) FROM {target}")[0]
     sample = connection.query(f"SELECT * FROM {target} LIMIT {SAMPLE_ROWS}")
     parts = [
         f"# Loaded `{table}`",
         f"**{rows:,}** rows written ({mode}); the table now has **{(total or [0])[0]:,}** rows.",
         f"Database: `{connection.database_path}`",
     ]
+    if result is not None and result.created_note:
+        # Said up front: a typo'd schema or table name shows here, not weeks later.
+        parts.append(
+            f"**{result.created_note}**: it did not exist before this load. Pass "
+            '`create="never"` to refuse a missing table instead.'
+        )
     if result is not None:
         keys = f", keys {', '.join(f'`{k}`' for k in result.keys)}" if result.keys else ""
         parts += [
             "## What the load did",
-            f"Strategy: `{result.mode}`{keys}; on_schema_change: `{result.on_schema_change}`"
-            + ("; the table was created" if result.created else ""),
+            f"Strategy: `{result.mode}`{keys}; on_schema_change: `{result.on_schema_change}`",
             _markdown_table(
                 pl.DataFrame(
                     {"inserted": [result.inserted], "updated": [result.updated], "deleted": [result.deleted]}
@@ -234,6 +240,7 @@ def load_to_duckdb(
     cursor: str | None = None,
     initial_value: Any = None,
     lag: Any = None,
+    create: CreateMode = "if_missing",
 ) -> int:
     """Load a frame (or a ``ParquetSource``, streamed) into a DuckDB table and report it.
 
@@ -259,6 +266,10 @@ def load_to_duckdb(
         cursor: a cursor load: only rows past the table's high-water mark load.
         initial_value: the cursor's mark before the first load.
         lag: how far behind the mark rows are still taken (needs ``keys``).
+        create: ``if_missing`` (default) creates a missing table (and schema) and the log line
+            and artifact say ``created analytics.orders``; ``never`` refuses a missing table
+            (``LoadConfigError`` naming the nearest existing tables, not retried) and writes
+            nothing.
 
     Returns:
         Rows written. A markdown artifact (key ``duckdb-load-<table>``) shows the strategy,
@@ -284,7 +295,7 @@ def load_to_duckdb(
     options: dict[str, Any] = dict(
         mode=mode, keys=keys, on_schema_change=on_schema_change, checks=checks,
         scd2_columns=scd2_columns, return_result=True, cursor=cursor,
-        initial_value=initial_value, lag=lag,
+        initial_value=initial_value, lag=lag, create=create,
     )
     with _lock_wait_within_task_timeout():
         if isinstance(frame, ParquetSource):
@@ -302,9 +313,10 @@ def load_to_duckdb(
             result = connection.load_frame(frame, table, **options)
     mode = result.mode
     logger.info(
-        "Loaded into %s (%s) in %s: %s inserted, %s updated, %s deleted%s",
+        "Loaded into %s (%s) in %s: %s inserted, %s updated, %s deleted%s%s",
         table, mode, connection.database_path, result.inserted, result.updated, result.deleted,
         f"; schema changes: {'; '.join(result.schema_changes)}" if result.schema_changes else "",
+        f"; {result.created_note}" if result.created_note else "",
     )
     if not connection.table_exists(table):
         # A cursor load that found no rows on its first run creates no table: nothing to show.
@@ -312,7 +324,8 @@ def load_to_duckdb(
     create_markdown_artifact(
         markdown=load_report(connection, table, result.rows, mode, result),
         key=artifact_key("duckdb-load", table),
-        description=f"{result.rows} rows loaded into {table} ({mode})",
+        description=f"{result.rows} rows loaded into {table} ({mode})"
+        + (f"; {result.created_note}" if result.created_note else ""),
     )
     return result.rows
 

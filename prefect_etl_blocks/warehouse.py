@@ -11,8 +11,14 @@ returns the coroutine of ``aX``, which runs the same work in a worker thread, so
 
 Connections: outside ``with block:`` every call takes a connection for itself and gives it
 back (a file's lock is released in between); inside ``with block:`` (or :meth:`get_connection`)
-one connection is kept for the body. ``fetch_many`` keeps its result set open until it is read
-to the end.
+one connection is kept for the body.
+
+Results (Prefect's ``DatabaseBlock`` convention, as prefect-sqlalchemy implements it): the
+fetch methods called again with the same operation and parameters continue one result, an
+exhausted result keeps returning ``[]`` / ``None`` until :meth:`~WarehouseMethods.reset_connections`,
+``close()`` or the end of ``with block:``. A result being read keeps its connection (a file
+stays locked) until it is read to the end; an exhausted one holds nothing. Leaving ``with``
+closes every result, read or not.
 
 A block class mixes :class:`WarehouseMethods` in before ``DatabaseBlock``, declares the private
 attributes listed in :meth:`WarehouseMethods._fresh_private`, and supplies ``_open``; the other
@@ -42,12 +48,18 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect_etl_blocks import lineage
 from prefect_etl_blocks.checks import Check
 from prefect_etl_blocks.compat import finish_result, query_polars
-from prefect_etl_blocks.errors import LoadConfigError
-from prefect_etl_blocks.identifiers import split_table_name
+from prefect_etl_blocks.errors import LoadConfigError, QueryError
+from prefect_etl_blocks.identifiers import quote_identifier, split_table_name
 from prefect_etl_blocks.loading.boundary import classify_query_error
 from prefect_etl_blocks.loading.connections import in_transaction, transaction
 from prefect_etl_blocks.loading.contracts import OnSchemaChange
-from prefect_etl_blocks.loading.engine import LoadResult, load, table_exists
+from prefect_etl_blocks.loading.engine import (
+    CreateMode,
+    LoadResult,
+    check_create,
+    load,
+    table_exists,
+)
 from prefect_etl_blocks.loading.incremental import (
     load_cursor,
     load_new_files,
@@ -64,6 +76,12 @@ LoadMode = Literal["replace", "append", "upsert", "fail", "delete-insert", "inse
 _CREATE_GUARD = threading.Lock()
 _EXTENSION_NAME = re.compile(r"[A-Za-z0-9_]+")
 _BROKEN = (duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException)
+#: What a cursor must share with its connection to run a fetch's query in its place.
+_SESSION = (
+    "SELECT current_database(), current_schema(), current_setting('search_path'), "
+    "current_setting('TimeZone'), (SELECT count(*) FROM duckdb_variables()), "
+    "(SELECT count(*) FROM duckdb_tables() WHERE temporary)"
+)
 
 __all__ = ["LoadMode", "WarehouseMethods", "check_extension_names"]
 
@@ -76,7 +94,7 @@ class WarehouseMethods:
         database_path: str
         _connection: duckdb.DuckDBPyConnection | None
         _guard: threading.RLock | None
-        _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection, list[tuple]]]
+        _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]]
         _held: int
         _last_load: LoadResult | None
 
@@ -137,7 +155,11 @@ class WarehouseMethods:
         """A connection for one operation: the held one, or a short-lived one."""
         with self._lock():
             if self._connection is not None:
-                yield self._connection
+                self._park()
+                try:
+                    yield self._connection
+                finally:
+                    self._close_if_idle()  # kept only for a result that is now read
                 return
             if self._keeps_connection:
                 self._connection = self._open()
@@ -162,6 +184,7 @@ class WarehouseMethods:
         with self._masking(), self._lock():
             if self._connection is None:
                 self._connection = self._open()
+            self._park()  # the caller may run anything on it now
             self._held += 1
             return self._connection
 
@@ -171,8 +194,12 @@ class WarehouseMethods:
             self._close_if_idle()
 
     def _close_if_idle(self) -> None:
-        if self._held == 0 and not self._cursors and not self._keeps_connection:
+        if self._held == 0 and not self._reading() and not self._keeps_connection:
             self._close_connection()
+
+    def _reading(self) -> bool:
+        """Whether a cached result still reads from its cursor (and so needs the connection)."""
+        return any(cursor is not None for cursor, _ in self._cursors.values())
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -197,50 +224,109 @@ class WarehouseMethods:
         finally:
             self._release()
 
-    def _close_connection(self) -> None:
+    def _forget_results(self) -> None:
+        """Forget every cached result of the fetch methods, closing the unread ones."""
         for cursor, _ in self._cursors.values():
-            try:
-                cursor.close()
-            except duckdb.Error:
-                pass
+            self._drop_cursor(cursor)
         self._cursors.clear()
+
+    def _drop_cursor(self, cursor: duckdb.DuckDBPyConnection | None) -> None:
+        """Close a result's own cursor; a result read on the block's connection is finished
+        (DuckDB 2.0 refuses other work on a connection with an unfinished result)."""
+        if cursor is None:
+            return
+        if cursor is not self._connection:
+            _close_quietly(cursor)
+            return
+        try:
+            finish_result(cursor)
+        except duckdb.Error:
+            pass
+
+    def _park(self) -> None:
+        """Read into memory what is left of a result that is being read on the block's own
+        connection (see :meth:`_run_cached`), so that connection can run something else."""
+        for key, (cursor, ahead) in list(self._cursors.items()):
+            if cursor is not None and cursor is self._connection:
+                try:
+                    rest = cursor.fetchall()
+                except duckdb.Error:
+                    del self._cursors[key]  # it failed while reading: the next fetch runs anew
+                    continue
+                self._cursors[key] = (None, ahead + rest)
+
+    def _close_connection(self) -> None:
+        # A result still being read dies with its connection: forgotten, so the next fetch of
+        # it runs anew. Exhausted results hold no connection and stay remembered.
+        for key, (cursor, _) in list(self._cursors.items()):
+            if cursor is not None:
+                self._drop_cursor(cursor)
+                del self._cursors[key]
         if self._connection is not None:
             try:
                 self._close_raw(self._connection)
             finally:
                 self._connection = None
 
-    def reset_cursors(self) -> None:
-        """Forget the open ``fetch_many`` result sets (the next call starts from the top)."""
+    async def areset_connections(self) -> None:
+        """Async twin of :meth:`reset_connections`."""
+        await self._in_thread(self.reset_connections)
+
+    @async_dispatch(areset_connections)
+    def reset_connections(self) -> None:
+        """Forget every cached result of the fetch methods, so the next ``fetch_one``,
+        ``fetch_many`` or ``fetch_all`` runs its query anew (prefect-sqlalchemy's
+        ``reset_connections``).
+
+        Result sets not read to the end are closed, and so is the connection they kept open
+        (a DuckDB file is released). Inside ``with block:`` the block's own connection stays
+        open until the ``with`` ends.
+        """
         with self._lock():
-            for cursor, _ in self._cursors.values():
-                cursor.close()
-            self._cursors.clear()
+            self._forget_results()
             self._close_if_idle()
 
+    def reset_cursors(self) -> None:
+        """The earlier name of :meth:`reset_connections` (always synchronous)."""
+        self.reset_connections(_sync=True)
+
     def close(self) -> None:
-        """Close the held connection and any cursors. Safe to call more than once."""
+        """Forget every cached result (as :meth:`reset_connections`) and close the connection,
+        releasing a DuckDB file; an in-memory database is dropped. Safe to call more than once;
+        the block opens a new connection when it is used again."""
         with self._lock():
             self._held = 0
+            self._forget_results()
             self._close_connection()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        self.close()
+        await anyio.to_thread.run_sync(self.close)
 
     def __enter__(self) -> Any:
         self._hold()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self._release()
+        self._leave()
 
     async def __aenter__(self) -> Any:
         await anyio.to_thread.run_sync(self._hold)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        self._release()
+        await anyio.to_thread.run_sync(self._leave)
+
+    def _leave(self) -> None:
+        """The end of ``with block:`` / ``async with block:``. Leaving the outermost one
+        forgets every cached result, closing those left unread, and closes the connection, so
+        a DuckDB file is released whatever the body left unread, as prefect-sqlalchemy's
+        ``__exit__`` (``close()``) does. An in-memory database keeps its connection and data."""
+        with self._lock():
+            self._held = max(0, self._held - 1)
+            if self._held == 0:
+                self._forget_results()
+            self._close_if_idle()
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()  # type: ignore[misc]
@@ -264,17 +350,103 @@ class WarehouseMethods:
     async def _in_thread(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(partial(method, *args, _sync=True, **kwargs))
 
+    def _read(
+        self, operation: str, parameters: Any, size: int | None, *, start: bool, streamed: bool = False
+    ) -> list[tuple] | None:
+        """The next ``size`` rows (``None``: all that are left) of the cached result of
+        ``operation`` with ``parameters``, ``[]`` once it is exhausted. Without a cached result
+        the query is run and cached when ``start`` (see :meth:`_run_cached` for ``streamed``),
+        else ``None`` is returned.
+
+        ``self._cursors`` maps each result to ``(cursor, rows read ahead)``. One row is read
+        ahead, so the call that returns the last rows already knows the result is exhausted:
+        the cursor is closed then, and with it the connection it kept (a file is released).
+        An exhausted result stays as ``(None, [])``, holding nothing.
+        """
+        key = (operation, repr(parameters))
+        with self._masking(), self._lock():
+            entry = self._cursors.get(key)
+            if entry is None:
+                if not start:
+                    return None
+                entry = self._cursors[key] = self._run_cached(operation, parameters, streamed)
+            cursor, ahead = entry
+            if cursor is None:  # exhausted, or read at once (see _run_cached)
+                rows, rest = (ahead, []) if size is None else (ahead[:size], ahead[size:])
+                self._cursors[key] = (None, rest)
+                self._close_if_idle()
+                return rows
+            try:
+                with _classified(operation):
+                    more = cursor.fetchall() if size is None else cursor.fetchmany(size + 1 - len(ahead))
+            except BaseException:
+                # A failure while reading (a cast error of a later row, say): forget the result.
+                del self._cursors[key]
+                self._drop_cursor(cursor)
+                self._close_if_idle()
+                raise
+            rows = ahead + more
+            if size is not None and len(rows) > size:
+                self._cursors[key] = (cursor, rows[size:])
+                return rows[:size]
+            self._cursors[key] = (None, [])
+            self._drop_cursor(cursor)
+            self._close_if_idle()
+            return rows
+
+    def _run_cached(
+        self, operation: str, parameters: Any, streamed: bool
+    ) -> tuple[duckdb.DuckDBPyConnection | None, list[tuple]]:
+        """Run a fetch's query for the cache.
+
+        ``fetch_one`` (``streamed=False``) runs it on the block's own connection, as any other
+        statement: usually the first rows are all there is, and nothing is left open. So does
+        ``fetch_many`` when that connection has state a cursor would not see (an open
+        transaction, temporary tables, variables, a time zone or search path from ``init_sql``).
+        What is left of such a result is read into memory as soon as another statement needs
+        the connection (:meth:`_park`). Otherwise ``fetch_many`` runs it on a cursor of its own
+        (a DuckDB connection of its own), so statements can run through the block between two
+        pages while the result streams.
+        """
+        opened = self._connection is None
+        if opened:
+            self._connection = self._open()
+        con = self._connection
+        try:
+            self._park()
+            source = con.cursor() if streamed else con
+            try:
+                if source is not con and (
+                    (not opened and self._in_transaction(con)) or not _same_session(con, source)
+                ):
+                    _close_quietly(source)
+                    source = con
+                with _classified(operation):
+                    source.execute(operation, parameters)
+            except BaseException:
+                self._drop_cursor(source)
+                raise
+            return source, []
+        except BaseException:
+            self._close_if_idle()  # a failed query must not keep a file locked
+            raise
+
     async def afetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
         """Async twin of :meth:`fetch_one`."""
         return await self._in_thread(self.fetch_one, operation, parameters, **execution_options)
 
     @async_dispatch(afetch_one)
     def fetch_one(self, operation: str, parameters: Any = None, **execution_options: Any) -> tuple | None:
-        """Run a query and return its first row (or ``None``), with bound ``parameters``."""
-        with self._statement(operation) as con:
-            row = con.execute(operation, parameters).fetchone()
-            finish_result(con)
-            return row
+        """The next row of the query's result, or ``None`` once it is exhausted.
+
+        As in Prefect's ``DatabaseBlock`` convention (prefect-sqlalchemy), repeated calls of any
+        fetch method with the same ``operation`` and ``parameters`` continue one result: the
+        first runs the query, the next ones return the following rows, and an exhausted result
+        keeps returning ``None`` until :meth:`reset_connections`, :meth:`close` or the end of
+        ``with block:``. For a fresh answer every time, use :meth:`fetch_all` or :meth:`query`.
+        """
+        rows = self._read(operation, parameters, 1, start=True)
+        return rows[0] if rows else None
 
     async def afetch_many(
         self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
@@ -286,40 +458,22 @@ class WarehouseMethods:
     def fetch_many(
         self, operation: str, parameters: Any = None, size: int | None = None, **execution_options: Any
     ) -> list[tuple]:
-        """Return the next ``size`` rows (default 1) of a query.
+        """The next ``size`` rows (default 1) of the query's result; ``[]`` once it is exhausted.
 
         Repeated calls with the same operation and parameters continue where the last call
-        stopped, as Prefect's ``DatabaseBlock`` specifies; the result set (and, for a file, the
-        connection and its lock) stays open until it is exhausted, :meth:`reset_cursors` or
-        :meth:`close`.
+        stopped, as Prefect's ``DatabaseBlock`` convention specifies, so
+        ``while rows := block.fetch_many(q, size=100): ...`` reads the result once and ends.
+        An exhausted result keeps returning ``[]`` until :meth:`reset_connections`,
+        :meth:`close` or the end of ``with block:``. A result being read keeps its connection
+        (for a file, the file) until it is read to the end; remembering that it is exhausted
+        holds nothing.
         """
-        key = (operation, repr(parameters))
-        want = size or 1
-        with self._masking(), self._lock():
-            entry = self._cursors.get(key)
-            if entry is None:
-                if self._connection is None:
-                    self._connection = self._open()
-                cursor = self._connection.cursor()
-                try:
-                    with _classified(operation):
-                        cursor.execute(operation, parameters)
-                except BaseException:
-                    cursor.close()
-                    self._close_if_idle()  # a failed query must not keep a file locked
-                    raise
-                entry = self._cursors[key] = (cursor, [])
-            cursor, buffered = entry
-            # Read one row ahead, so the call that returns the last rows also knows the result
-            # is exhausted and releases the cursor (and, for a file, the connection and lock).
-            rows = buffered + cursor.fetchmany(want + 1 - len(buffered))
-            if len(rows) > want:
-                self._cursors[key] = (cursor, rows[want:])
-                return rows[:want]
-            cursor.close()
-            del self._cursors[key]
-            self._close_if_idle()
-            return rows
+        if size is not None and size < 0:
+            raise QueryError(
+                f"fetch_many got size={size}: pass a positive number of rows, or leave it out "
+                "for one row."
+            )
+        return self._read(operation, parameters, size or 1, start=True, streamed=True) or []
 
     async def afetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
         """Async twin of :meth:`fetch_all`."""
@@ -327,7 +481,16 @@ class WarehouseMethods:
 
     @async_dispatch(afetch_all)
     def fetch_all(self, operation: str, parameters: Any = None, **execution_options: Any) -> list[tuple]:
-        """Run a query and return all rows as tuples, with bound ``parameters``."""
+        """All rows of a query as tuples, with bound ``parameters``.
+
+        A result that ``fetch_one`` or ``fetch_many`` started with the same operation and
+        parameters is continued: its remaining rows are returned (``[]`` once it is exhausted)
+        and it is exhausted afterwards. Otherwise the query runs anew and nothing is cached,
+        unlike prefect-sqlalchemy, where a second ``fetch_all`` returns ``[]``.
+        """
+        rows = self._read(operation, parameters, None, start=False)
+        if rows is not None:
+            return rows
         with self._statement(operation) as con:
             return con.execute(operation, parameters).fetchall()
 
@@ -400,11 +563,12 @@ class WarehouseMethods:
         cursor: str | None = None,
         initial_value: Any = None,
         lag: Any = None,
+        create: CreateMode = "if_missing",
     ) -> Any:
         """Async twin of :meth:`load_frame`."""
         return await self._in_thread(
             self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns,
-            return_result, cursor=cursor, initial_value=initial_value, lag=lag,
+            return_result, cursor=cursor, initial_value=initial_value, lag=lag, create=create,
         )
 
     @async_dispatch(aload_frame)
@@ -422,6 +586,7 @@ class WarehouseMethods:
         cursor: str | None = None,
         initial_value: Any = None,
         lag: Any = None,
+        create: CreateMode = "if_missing",
     ) -> Any:
         """Write a Polars ``DataFrame``/``LazyFrame``, an Arrow table or reader, or a pandas frame
         into ``table``, in one transaction: the data is never changed on the way in, and
@@ -463,6 +628,11 @@ class WarehouseMethods:
             initial_value: the cursor mark before the first load.
             lag: re-read this far below the mark for late rows (needs ``keys``); a number,
                 or a ``timedelta`` for date/time cursors.
+            create: ``if_missing`` (default) creates a missing table (and its schema); the
+                result's ``created_note`` (``created analytics.orders``) and the
+                ``load_to_duckdb`` log line and artifact say so. ``never`` refuses a missing
+                table with a ``LoadConfigError`` naming the existing tables nearest in name;
+                nothing is written, not even a schema.
 
         Returns:
             The number of rows written (for ``upsert``: updated plus inserted), or the
@@ -472,7 +642,8 @@ class WarehouseMethods:
             SchemaMismatchError: columns or types the table cannot take as they are.
             InvalidIdentifierError: a table or column name DuckDB would change or cannot use.
             DataCheckError: a check failed.
-            LoadConfigError: an unknown mode, missing keys, ``fail`` on an existing table.
+            LoadConfigError: an unknown mode, missing keys, ``fail`` on an existing table, a
+                missing table with ``create="never"``.
             LoadError: any other failure of the data (constraints, duplicate keys).
             TransactionConflictError: (DuckLake) another writer kept conflicting.
 
@@ -494,12 +665,13 @@ class WarehouseMethods:
             return self._load(
                 load_cursor, df, table, return_result, replayable=replayable, cursor=cursor,
                 initial_value=initial_value, lag=lag, keys=keys, mode=mode,
-                on_schema_change=on_schema_change, checks=checks,
+                on_schema_change=on_schema_change, checks=checks, create=create,
             )
         no_cursor_options(initial_value, lag)
         return self._load(
             load, as_source(df), table, return_result, replayable=replayable, mode=mode or "replace",
             keys=keys, on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
+            create=create,
         )
 
     async def aload_parquet(
@@ -519,12 +691,14 @@ class WarehouseMethods:
         cursor: str | None = None,
         initial_value: Any = None,
         lag: Any = None,
+        create: CreateMode = "if_missing",
     ) -> Any:
         """Async twin of :meth:`load_parquet`."""
         return await self._in_thread(
             self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns,
             return_result, incremental=incremental, on_missing_file=on_missing_file,
             lineage_column=lineage_column, cursor=cursor, initial_value=initial_value, lag=lag,
+            create=create,
         )
 
     @async_dispatch(aload_parquet)
@@ -545,6 +719,7 @@ class WarehouseMethods:
         cursor: str | None = None,
         initial_value: Any = None,
         lag: Any = None,
+        create: CreateMode = "if_missing",
     ) -> Any:
         """Stream a Parquet dataset into ``table`` without materialising it in memory.
 
@@ -579,6 +754,7 @@ class WarehouseMethods:
                 pushed into the Parquet scan, so old row groups are skipped.
             initial_value: as for :meth:`load_frame`.
             lag: as for :meth:`load_frame`.
+            create: as for :meth:`load_frame` (``never`` refuses a missing table).
 
         Returns:
             The number of rows written, or the ``LoadResult`` with ``return_result=True``.
@@ -616,18 +792,19 @@ class WarehouseMethods:
             return self._load(
                 load_new_files, source, table, return_result, origin=source, mode=mode or "append",
                 keys=keys, on_schema_change=on_schema_change, checks=checks,
-                on_missing_file=on_missing_file, lineage_column=lineage_column,
+                on_missing_file=on_missing_file, lineage_column=lineage_column, create=create,
             )
         if cursor is not None:
             return self._load(
                 load_cursor, source, table, return_result, origin=source, cursor=cursor,
                 initial_value=initial_value, lag=lag, keys=keys, mode=mode,
-                on_schema_change=on_schema_change, checks=checks,
+                on_schema_change=on_schema_change, checks=checks, create=create,
             )
         no_cursor_options(initial_value, lag)
         return self._load(
             load, parquet_source(source), table, return_result, origin=source, mode=mode or "replace",
             keys=keys, on_schema_change=on_schema_change, checks=checks, scd2_columns=scd2_columns,
+            create=create,
         )
 
     @property
@@ -654,6 +831,7 @@ class WarehouseMethods:
         """Run one load (``runner(con, source=, table=, **options)``) and report it as lineage."""
         with self._masking():
             self._refuse_if_read_only(f"load into {table!r}")
+            check_create(options.get("create", "if_missing"))
             try:
                 result = self._commit(runner, source, table, replayable, options)
             except Exception as exc:
@@ -734,6 +912,27 @@ def check_extension_names(names: list[str]) -> list[str]:
                 "'spatial' (letters, digits, underscore)."
             )
     return names
+
+
+def _close_quietly(cursor: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cursor.close()
+    except duckdb.Error:
+        pass
+
+
+def _same_session(con: duckdb.DuckDBPyConnection, cursor: duckdb.DuckDBPyConnection) -> bool:
+    """Give ``cursor`` the default catalog and schema of ``con`` (a DuckDB cursor starts from
+    the database's defaults, not from ``con``'s ``USE``; a DuckLake connection uses the lake),
+    and tell whether it now sees what ``con`` sees: no temporary tables, variables or
+    connection settings of ``con`` that ``cursor`` lacks. When that cannot be told, it is not."""
+    try:
+        mine = con.execute(_SESSION).fetchall()[0]
+        if cursor.execute(_SESSION).fetchall()[0][:2] != mine[:2]:
+            cursor.execute(f"USE {quote_identifier(mine[0])}.{quote_identifier(mine[1])}").fetchall()
+        return cursor.execute(_SESSION).fetchall()[0] == mine
+    except duckdb.Error:
+        return False
 
 
 @contextmanager

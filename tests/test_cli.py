@@ -42,9 +42,14 @@ def cli_env(cwd: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 120, columns: int | None = None
+) -> subprocess.CompletedProcess:
+    env = cli_env(cwd)
+    if columns is not None:  # a worker's COLUMNS (set by whatever ran before) must not decide
+        env["COLUMNS"] = str(columns)
     return subprocess.run(
-        [*CLI, *args], cwd=cwd, env=cli_env(cwd), stdin=subprocess.DEVNULL,
+        [*CLI, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=timeout,
     )
 
@@ -350,13 +355,16 @@ def test_history_prints_the_load_ledger(tmp_path: Path) -> None:
     result = db.load_frame(pl.DataFrame({"category": ["a"], "orders": [3]}), "daily_summary", return_result=True)
     other = tmp_path / "empty.duckdb"
     duckdb.connect(str(other)).close()
-    printed = run_cli("history", str(database), "daily_summary", cwd=tmp_path)
+    printed = run_cli("history", str(database), "daily_summary", cwd=tmp_path, columns=100)
     assert printed.returncode == 0, printed.stderr
-    assert result.load_id in printed.stdout and "replace" in printed.stdout
+    assert result.load_id[:8] in printed.stdout and "replace" in printed.stdout
     assert "Traceback" not in printed.stderr
+    wide = run_cli("history", str(database), "daily_summary", "--wide", cwd=tmp_path)
+    assert wide.returncode == 0 and result.load_id in wide.stdout, wide.stderr
     empty = run_cli("history", str(other), cwd=tmp_path)
     assert empty.returncode == 0, empty.stderr
-    assert "load_id" in empty.stdout  # an empty ledger, with its columns
+    assert empty.stdout.split() == ["finished", "(UTC)", "load", "table", "strategy", "inserted", "updated", "deleted", "new"]
+    assert empty.stderr == f"prefect-etl history: no loads recorded in {other} yet.\n"
 
 
 def test_history_of_a_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -400,3 +408,102 @@ def test_doctor_without_an_api_fails_and_skips_what_needs_it(tmp_path: Path) -> 
     assert "-- fix: start a server" in lines[0]
     assert lines[-1] == "1 check(s) failed: 2 ok, 1 FAIL, 4 skip"
     assert result.stderr == ""
+
+
+# ----------------------------------------------------------------------------- history and doctor: one way to name the database
+
+
+@pytest.fixture
+def ledger_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A DuckDB file whose ledger has long table names, incremental and cursor loads."""
+    import polars as pl
+
+    from prefect_etl_blocks import DuckDBConnection, ParquetSource
+
+    database = tmp_path / "wh.duckdb"
+    db = DuckDBConnection(database=str(database))
+    long_name = "analytics.daily_summary_of_sales_by_category_region_and_channel_for_finance"
+    ids = [db.load_frame(pl.DataFrame({"id": [1, 2]}), long_name, return_result=True).load_id]
+    ids.append(db.load_frame(pl.DataFrame({"id": [2, 3]}), long_name, mode="upsert", keys="id", return_result=True).load_id)
+    ids.append(db.load_frame(pl.DataFrame({"id": [1], "ts": [10]}), "events", cursor="ts", keys="id", return_result=True).load_id)
+    (tmp_path / "in").mkdir()
+    pl.DataFrame({"id": [1]}).write_parquet(tmp_path / "in" / "a.parquet")
+    ids.append(db.load_parquet(ParquetSource(path=str(tmp_path / "in")), "raw.files_table", incremental=True, return_result=True).load_id)
+    db.close()
+    return database, ids
+
+
+def test_history_fits_100_columns_and_wide_or_json_show_every_column(tmp_path: Path, ledger_file: tuple[Path, list[str]]) -> None:
+    database, ids = ledger_file
+    env = {**cli_env(tmp_path), "COLUMNS": "100"}
+
+    def history(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, "history", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    compact = history("--database", str(database))
+    assert compact.returncode == 0, compact.stderr
+    lines = compact.stdout.splitlines()
+    assert len(lines) == 6 and max(len(line) for line in lines) <= 100, lines
+    assert [line.split()[2] for line in lines[1:5]] == [i[:8] for i in ids]
+    assert "upsert (cursor)" in lines[3] and "append (files)" in lines[4]
+    assert lines[-1] == "4 load(s), oldest first; --wide or --json: every column in full"
+    positional = history(str(database))
+    assert positional.stdout == compact.stdout
+    wide = history(str(database), "--wide")
+    assert all(i in wide.stdout for i in ids) and "cursor_to" in wide.stdout and "files_deleted" in wide.stdout
+    rows = json.loads(history("--database", str(database), "--json").stdout)
+    assert [r["load_id"] for r in rows] == ids
+    assert set(rows[0]) >= {"table_name", "files", "cursor_column", "cursor_to", "checks", "flow_run_id", "finished_at"}
+    assert rows[0]["table_name"] == "analytics.daily_summary_of_sales_by_category_region_and_channel_for_finance"
+    assert rows[2]["cursor_to"] == "10" and rows[3]["files"] == [str(tmp_path / "in" / "a.parquet")]
+    narrow = subprocess.run([*CLI, "history", str(database)], cwd=tmp_path, env={**env, "COLUMNS": "40"},
+                            capture_output=True, text=True, timeout=120)
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 40
+
+
+def test_history_takes_the_table_every_way(tmp_path: Path, ledger_file: tuple[Path, list[str]]) -> None:
+    database, ids = ledger_file
+    ways = [
+        ["history", str(database), "events"],
+        ["history", "--database", str(database), "events"],
+        ["history", "--database", str(database), "--table", "events"],
+        ["history", str(database), "--table", "events"],
+    ]
+    for argv in ways:
+        result = run_cli(*argv, "--json", cwd=tmp_path)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert [r["load_id"] for r in json.loads(result.stdout)] == [ids[2]], argv
+
+
+def test_history_and_doctor_refuse_two_databases_and_history_needs_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for command in ("history", "doctor"):
+        assert main([command, "a.duckdb", "--database", "b.duckdb", "--table", "t"] if command == "history"
+                    else [command, "a.duckdb", "--database", "b.duckdb"]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"prefect-etl {command}: two databases given (a.duckdb and --database b.duckdb); pass one, as "
+            f"`prefect-etl {command} --database PATH` or `prefect-etl {command} PATH`."
+        ]
+    assert main(["history"]) == 1
+    assert capsys.readouterr().err.startswith("prefect-etl history: which DuckDB file? Pass --database PATH")
+    assert main(["history", "--wide", "--json", "x"]) == 1
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_history_defaults_to_the_projects_database_as_doctor_does(tmp_path: Path, ledger_file: tuple[Path, list[str]]) -> None:
+    database, ids = ledger_file
+    (tmp_path / ".cookiecutter.json").write_text(json.dumps({"project_slug": "s", "module_name": "s", "duckdb_path": database.name}))
+    result = run_cli("history", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["load_id"] for r in json.loads(result.stdout)] == ids
+
+
+def test_doctor_takes_the_database_positionally_too(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-db.duckdb"
+    target.write_text("plain text")
+    for argv in (["doctor", str(target)], ["doctor", "--database", str(target)]):
+        result = run_cli(*argv, "--timeout", "1", cwd=tmp_path)
+        (line,) = [x for x in result.stdout.splitlines() if "DuckDB file" in x]
+        assert line.startswith("FAIL") and f"{target} is not a DuckDB database file" in line, line

@@ -71,15 +71,18 @@ def examples(page: Path) -> list[str]:
     return found
 
 
-PAGES = sorted(p for p in DOCS.rglob("*.md") if examples(p))
+README = ROOT / "README.md"
+PAGES = sorted(p for p in DOCS.rglob("*.md") if examples(p)) + [README]
 
 
 @pytest.mark.xdist_group("docs-examples")
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS if p != README else ROOT)) for p in PAGES])
 def test_docs_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ```python block of a page runs, in order, in one namespace, in a fresh folder."""
+    """Every ```python block of a page runs, in order, in one namespace, in a fresh folder. The
+    README's blocks are scripts, run as ``python etl.py`` runs them (``__name__ == "__main__"``)."""
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": f"docs_example_{page.stem}"}
+    name = "__main__" if page == README else f"docs_example_{page.stem}"
+    namespace: dict[str, object] = {"__name__": name}
     for number, code in enumerate(examples(page), start=1):
         try:
             exec(compile(code, f"{page.relative_to(ROOT)} example {number}", "exec"), namespace)
@@ -87,6 +90,11 @@ def test_docs_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             raise AssertionError(
                 f"example {number} of {page.relative_to(ROOT)} failed: {type(exc).__name__}: {exc}"
             ) from exc
+    if page == README:  # the "Use" flow ran on its sample data, not only defined
+        import duckdb
+
+        with duckdb.connect("warehouse.duckdb", read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM analytics.daily_summary").fetchall() == [(8,)]
 
 
 def test_examples_were_found() -> None:

@@ -55,12 +55,20 @@ def test_database_block_methods_bind_parameters(db: DuckDBConnection) -> None:
 
 
 def test_fetch_many_continues_where_it_stopped_and_resets(db: DuckDBConnection) -> None:
+    """Prefect's DatabaseBlock convention: an exhausted result returns [] and keeps doing so
+    (it used to start the query again) until reset_connections() or close()."""
     db.execute("CREATE TABLE n AS SELECT range AS i FROM range(5)")
     sql = "SELECT i FROM n ORDER BY i"
     assert db.fetch_many(sql, size=2) == [(0,), (1,)]
     assert db.fetch_many(sql, size=2) == [(2,), (3,)]
     assert db.fetch_many(sql, size=2) == [(4,)]
-    db.reset_cursors()
+    assert db.fetch_many(sql, size=2) == []
+    assert db.fetch_many(sql, size=2) == []
+    db.reset_connections()
+    assert db.fetch_many(sql, size=3) == [(0,), (1,), (2,)]
+    db.reset_cursors()  # the earlier name still works
+    assert db.fetch_many(sql, size=3) == [(0,), (1,), (2,)]
+    db.close()
     assert db.fetch_many(sql, size=3) == [(0,), (1,), (2,)]
     db.close()
     db.close()  # idempotent

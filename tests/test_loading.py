@@ -245,10 +245,10 @@ def test_why_fetch_many_releases_the_file_when_exhausted(db: DuckDBConnection) -
     assert db.fetch_many(sql, size=2) == [(0,), (1,)]
     assert db._connection is not None  # mid-result: still open
     assert db.fetch_many(sql, size=2) == [(2,), (3,)]  # the last rows: exhausted
-    assert db._connection is None and db._cursors == {}
+    assert db._connection is None and db._cursors == {(sql, "None"): (None, [])}
     other = DuckDBConnection(database=db.database, lock_timeout_seconds=0.5)
     assert other.fetch_one("SELECT count(*) FROM n") == (4,)
-    assert db.fetch_many(sql, size=10) == [(0,), (1,), (2,), (3,)]
+    assert db.fetch_many(sql, size=10) == []  # remembered as exhausted, holding nothing
     assert db._connection is None
 
 
@@ -520,3 +520,189 @@ def test_delete_insert_on_two_keys_with_nulls(db: DuckDBConnection) -> None:
                            mode="delete-insert", keys=["a", "b"], return_result=True)
     assert (result.deleted, result.inserted) == (2, 2)
     assert db.fetch_all("SELECT * FROM t ORDER BY v") == [(1, "x", 1), (2, "y", 4), (1, None, 20), (None, None, 30)]
+
+
+# ------------------------------------------------------------------ create= (issue 20, part 5)
+def _objects(db: DuckDBConnection) -> tuple[list, list, list]:
+    """Every schema and table of the file, and the ledger: a refused load changes none of them."""
+    return (
+        db.fetch_all("SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database() ORDER BY 1"),
+        db.fetch_all("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"),
+        db.load_history().rows(),
+    )
+
+
+@pytest.fixture
+def shop(db: DuckDBConnection) -> DuckDBConnection:
+    db.load_frame(pl.DataFrame({"id": [1], "ts": [1]}), "analytics.orders")
+    db.load_frame(pl.DataFrame({"id": [1], "ts": [1]}), "analytics.order_lines")
+    db.load_frame(pl.DataFrame({"id": [1]}), "customers")
+    return db
+
+
+def test_a_load_says_which_table_and_schema_it_created(db: DuckDBConnection) -> None:
+    first = db.load_frame(pl.DataFrame({"id": [1]}), "analytcs.orders", return_result=True)
+    assert (first.created, first.schema_created) == (True, True)
+    assert first.created_note == "created analytcs.orders (new schema analytcs)"
+    second = db.load_frame(pl.DataFrame({"id": [2]}), "analytcs.orders", mode="append", return_result=True)
+    assert (second.created, second.created_note) == (False, "")
+    third = db.load_frame(pl.DataFrame({"id": [2]}), "analytcs.customers", return_result=True)
+    assert third.created_note == "created analytcs.customers"  # the schema was there already
+    assert db.load_frame(pl.DataFrame({"id": [1]}), "plain", return_result=True).created_note == "created plain"
+
+
+@pytest.mark.parametrize(
+    ("how", "table", "nearest"),
+    [
+        ("frame", "analytcs.orders", "analytics.orders, analytics.order_lines"),
+        ("parquet", "analytics.ordres", "analytics.orders, analytics.order_lines"),
+        ("incremental", "analytics.order", "analytics.orders, analytics.order_lines"),
+        ("cursor", "customer", "customers"),
+        ("async", "analytics.orderz", "analytics.orders, analytics.order_lines"),
+    ],
+)
+def test_create_never_refuses_a_missing_table_naming_the_nearest_and_writes_nothing(
+    shop: DuckDBConnection, parquet_file: Path, how: str, table: str, nearest: str
+) -> None:
+    import asyncio
+
+    frame = pl.DataFrame({"id": [2], "ts": [2]})
+    before = _objects(shop)
+    with pytest.raises(LoadConfigError) as info:
+        if how == "frame":
+            shop.load_frame(frame, table, mode="append", create="never")
+        elif how == "parquet":
+            shop.load_parquet(str(parquet_file), table, create="never")
+        elif how == "incremental":
+            shop.load_parquet(ParquetSource(path=str(parquet_file)), table, incremental=True, create="never")
+        elif how == "cursor":
+            shop.load_frame(frame, table, cursor="ts", create="never")
+        else:
+            asyncio.run(shop.aload_frame(frame, table, create="never"))
+    assert str(info.value) == (
+        f'Table "{table}" does not exist and create="never" refuses to create it; nothing was '
+        f"written. Existing tables nearest in name: {nearest}. Fix the name, create the table "
+        'first, or pass create="if_missing".'
+    )
+    assert isinstance(info.value, DataError)
+    assert _objects(shop) == before
+
+
+def test_create_never_loads_into_an_existing_table_and_says_when_nothing_is_near(shop: DuckDBConnection) -> None:
+    result = shop.load_frame(pl.DataFrame({"id": [2], "ts": [2]}), "ANALYTICS.Orders", mode="append",
+                             create="never", return_result=True)
+    assert (result.inserted, result.created_note) == (1, "")
+    with pytest.raises(LoadConfigError, match=r"No existing table has a similar name \(3 table\(s\) in the database\)"):
+        shop.load_frame(pl.DataFrame({"x": [1]}), "zzz", create="never")
+    empty = DuckDBConnection(database=str(Path(shop.database).with_name("empty.duckdb")))
+    with pytest.raises(LoadConfigError, match="The database has no tables yet."):
+        empty.load_frame(pl.DataFrame({"x": [1]}), "s.t", create="never")
+    assert not empty.fetch_all("SELECT * FROM duckdb_schemas() WHERE schema_name = 's'")
+    with pytest.raises(LoadConfigError, match=r"create='sometimes' is not valid; use 'if_missing'"):
+        shop.load_frame(pl.DataFrame({"x": [1]}), "customers", create="sometimes")
+
+
+def test_create_never_on_a_plain_connection(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    with pytest.raises(LoadConfigError, match='Table "s.t" does not exist'):
+        load(con, pl.DataFrame({"x": [1]}), "s.t", create="never")
+    assert con.execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name IN ('s', '_prefect_etl')").fetchall() == [(0,)]
+
+
+def test_load_task_log_line_and_artifact_say_what_was_created(db: DuckDBConnection) -> None:
+    import logging
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from prefect_etl_blocks.tasks import load_to_duckdb
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Keep()
+    logging.getLogger("prefect.task_runs").addHandler(handler)
+    try:
+
+        @flow
+        def pipeline() -> tuple[int, int]:
+            first = load_to_duckdb(pl.DataFrame({"id": [1]}), "analytcs.orders", db)
+            again = load_to_duckdb(pl.DataFrame({"id": [2]}), "analytcs.orders", db, mode="append")
+            return first, again
+
+        assert pipeline() == (1, 1)
+    finally:
+        logging.getLogger("prefect.task_runs").removeHandler(handler)
+    loaded = [r for r in records if r.startswith("Loaded into analytcs.orders")]
+    assert len(loaded) == 2, records
+    assert loaded[0].endswith("; created analytcs.orders (new schema analytcs)"), loaded[0]
+    assert "created" not in loaded[1], loaded[1]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    ours = [a for a in artifacts if a.key == "duckdb-load-analytcs-orders"]
+    assert len(ours) == 2
+    created = [a for a in ours if "**created analytcs.orders (new schema analytcs)**: it did not exist" in a.data]
+    assert len(created) == 1 and created[0].description.endswith("; created analytcs.orders (new schema analytcs)")
+
+
+def test_load_task_with_create_never_fails_once_and_writes_nothing(shop: DuckDBConnection) -> None:
+    from prefect import flow
+
+    from prefect_etl_blocks.tasks import load_to_duckdb
+
+    @flow
+    def pipeline() -> int:
+        return load_to_duckdb(pl.DataFrame({"id": [2]}), "analytcs.orders", shop, mode="append", create="never")
+
+    before = _objects(shop)
+    state = pipeline(return_state=True)
+    with pytest.raises(LoadConfigError, match="Existing tables nearest in name: analytics.orders"):
+        state.result()
+    assert _objects(shop) == before
+
+
+@pytest.mark.ducklake
+def test_create_never_on_a_ducklake(tmp_path: Path) -> None:
+    from prefect_etl_blocks.ducklake import DuckLakeConnection, close_instances
+
+    lake = DuckLakeConnection(catalog=str(tmp_path / "catalog.ducklake"), data_path=str(tmp_path / "lake"))
+    try:
+        first = lake.load_frame(pl.DataFrame({"id": [1]}), "analytics.orders", return_result=True)
+        assert first.created_note == "created analytics.orders (new schema analytics)"
+        snapshots = lake.current_snapshot()
+        with pytest.raises(LoadConfigError, match=r'Table "lake\.analytcs\.orders" does not exist .*nearest in name: lake\.analytics\.orders\.'):
+            lake.load_frame(pl.DataFrame({"id": [2]}), "analytcs.orders", create="never")
+        assert lake.current_snapshot() == snapshots  # nothing committed, not even a schema
+        assert lake.load_frame(pl.DataFrame({"id": [2]}), "analytics.orders", mode="append", create="never") == 1
+    finally:
+        close_instances()
+
+
+def test_a_two_part_name_naming_an_attached_database_loads_into_it(tmp_path: Path) -> None:
+    """``other.t`` is table ``t`` of the database attached as ``other`` (DuckDB's binding rule):
+    the load must not create a schema ``other`` in the current database, which made every later
+    statement ambiguous."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    frame = pl.DataFrame({"a": [1, 2]})
+    first = load(con, frame, "other.t")
+    assert (first.created, first.schema_created) == (True, False)
+    assert load(con, frame, "other.t", mode="append").inserted == 2
+    assert con.sql("SELECT count(*) FROM other.main.t").fetchall() == [(4,)]
+    schemas = con.sql("SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'w'").fetchall()
+    assert ("other",) not in schemas
+
+
+def test_a_column_without_values_fits_any_table_column(db: DuckDBConnection) -> None:
+    """No value changes when a column holds only NULLs, so its type never refuses the load (on
+    DuckDB 1.5 a Polars Null column is staged as INTEGER); one value still does."""
+    db.load_frame(pl.DataFrame({"id": [1], "b": ["x"]}), "t")
+    for empty in (pl.Series([None], dtype=pl.Int64), pl.Series([None], dtype=pl.Null)):
+        db.load_frame(pl.DataFrame({"id": [2], "b": empty}), "t", mode="append")
+    assert db.fetch_all("SELECT * FROM t ORDER BY id, b") == [(1, "x"), (2, None), (2, None)]
+    with pytest.raises(SchemaMismatchError, match='column "b" is VARCHAR'):
+        db.load_frame(pl.DataFrame({"id": [3], "b": [5]}), "t", mode="append")
+    assert db.fetch_all("SELECT count(*) FROM t") == [(3,)]

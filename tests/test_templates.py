@@ -385,3 +385,21 @@ def test_generated_project_installs_and_passes_its_own_tests(tmp_path: Path, pre
     assert "7 passed" in tests.stdout, tests.stdout[-2000:]
     lint = subprocess.run([RUFF, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
+
+
+def test_setup_limits_refuses_without_a_prefect_server(tmp_path: Path) -> None:
+    """A limit set on the temporary server Prefect starts without ``PREFECT_API_URL`` is lost
+    when the command ends: the generated ``setup_limits`` refuses and says how to point it at one."""
+    project = new_project("etl-flow", output_dir=tmp_path / "out", no_input=True)
+    module = module_of(project).name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PYTHONPATH=str(project))
+    result = subprocess.run([sys.executable, "-m", f"{module}.setup_limits"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("setup_limits: PREFECT_API_URL is not set, so the limit would be created on a temporary")
+    assert "prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api" in result.stderr
+    assert "prefect server start" in result.stderr
+    assert "global concurrency limit" not in result.stdout
+    assert not (tmp_path / "home" / "prefect.db").exists()  # no temporary server was started
