@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from prefect_etl_blocks.serializers import (
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/s3_result_storage/"
 
-__all__ = ["S3ResultStorage", "dataframe_result_options"]
+__all__ = ["S3ResultStorage", "SignatureNotEnforcedWarning", "dataframe_result_options"]
 
 
 class S3ResultStorage(S3Bucket):
@@ -250,14 +251,37 @@ def _verified(storage: Block, role: str) -> Block:
     return _VerifiedStorage.wrap(storage, role)
 
 
+class SignatureNotEnforcedWarning(UserWarning):
+    """Signed results are checked on some reads of this storage but not on all of them: a
+    state read back from the API (``state.result()`` after ``run_deployment``, say) loads the
+    storage block by its saved id, and only ``S3ResultStorage`` checks its own reads there."""
+
+
+def _warn_unchecked_elsewhere(storage: Block) -> None:
+    if isinstance(storage, S3ResultStorage) or not _signing_key_set():
+        return
+    warnings.warn(
+        f"{type(storage).__name__} holds signed results, but only the reads made through "
+        "these task options are checked: a state read back from the API (state.result() after "
+        "run_deployment, for example) loads the block by its id and decodes whatever record it "
+        "finds, a forged one included. Use an S3ResultStorage block, which checks every read "
+        "itself, to enforce the signature everywhere.",
+        SignatureNotEnforcedWarning,
+        stacklevel=4,
+    )
+
+
 def _verified_result_storage(storage: Block | str | Path) -> Block | str | Path:
     if isinstance(storage, Block):
+        _warn_unchecked_elsewhere(storage)
         return _verified(storage, "Result")
     if not _signing_key_set():
         return storage  # a reference Prefect resolves when the task runs, as before
     if isinstance(storage, str):
         # Prefect would load the block only when the task runs, unchecked: load it now.
-        return _verified(Block.load(storage, _sync=True), "Result")
+        loaded = Block.load(storage, _sync=True)
+        _warn_unchecked_elsewhere(loaded)
+        return _verified(loaded, "Result")
     raise UnsavedBlockError(
         f"A local folder ({str(storage)!r}) cannot hold signed results: Prefect writes there "
         "through an unsaved LocalFileSystem, whose reads nothing can check, and a forged "

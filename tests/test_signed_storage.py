@@ -14,6 +14,7 @@ import base64
 import json
 import pickle
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from prefect_aws.s3 import S3Bucket
 
 from prefect_etl_blocks import S3ResultStorage, dataframe_result_options
 from prefect_etl_blocks.errors import CorruptResultError, UnsavedBlockError
+from prefect_etl_blocks.results import SignatureNotEnforcedWarning
 from prefect_etl_blocks.serializers import SIGNING_KEY_ENV, signing_key_id
 from tests.fixtures.data import make_sales
 
@@ -249,3 +251,27 @@ def test_with_a_key_a_folder_path_is_refused_and_a_reference_is_loaded(
         policy.key_storage.location("k")
         == f"Cache key record {Path(results.block.basepath).resolve() / 'k'}"
     )
+
+
+def test_with_a_key_storage_checked_only_in_process_is_warned_about(storage: Storage, signing_key) -> None:
+    """Reads by id elsewhere (``state.result()`` from the API) go through the plain block, so
+    every storage but ``S3ResultStorage`` is named in a warning with the fix."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataframe_result_options(storage.block)
+    said = [w for w in caught if issubclass(w.category, SignatureNotEnforcedWarning)]
+    if isinstance(storage.block, S3ResultStorage):
+        assert said == []
+    else:
+        (warning,) = said
+        assert str(warning.message).startswith(f"{type(storage.block).__name__} holds signed results")
+        assert "Use an S3ResultStorage block" in str(warning.message)
+        assert warning.filename == __file__  # points at the caller's line
+
+
+def test_without_a_key_no_storage_is_warned_about(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataframe_result_options(local_storage(tmp_path).block)
+    assert [w for w in caught if issubclass(w.category, SignatureNotEnforcedWarning)] == []
