@@ -32,6 +32,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
+# Prefect's private API, imported here only: the sync/async dispatch its own collections use
+# (prefect-aws, prefect-sqlalchemy). A Prefect release that moves it breaks one line.
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+
 
 def _version_tuple(text: str) -> tuple[int, ...]:
     numbers = re.findall(r"\d+", text.split("-")[0].split("+")[0])[:3]
@@ -185,6 +189,7 @@ def finish_result(con: duckdb.DuckDBPyConnection) -> None:
 
 __all__ = [
     "DUCKDB_VERSION",
+    "async_dispatch",
     "EXTENSION_WHEELS",
     "HAS_COLLECT_BATCHES",
     "Float16",

@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 
 class PrefectETLBlocksError(Exception):
     """Base class of every error raised by prefect-etl-blocks."""
@@ -143,6 +145,15 @@ class EmailDeliveryError(TransientError, RuntimeError):
 class ResultStorageError(TransientError, OSError):
     """A task result that could not be written to or read from result storage (endpoint
     unreachable, bucket missing, access denied)."""
+
+
+# Messages of object-store / HTTP failures that say "the network or the service", not "the data".
+NETWORK = re.compile(
+    r"error sending request|connection (?:refused|reset|closed|aborted)|timed? ?out|dns error|"
+    r"tcp connect|broken pipe|network is unreachable|unexpected eof|service unavailable|"
+    r"slow ?down|temporarily unavailable|too many requests|\b50[0234]\b|could not connect",
+    re.IGNORECASE,
+)
 
 
 def is_transient(exc: BaseException) -> bool:

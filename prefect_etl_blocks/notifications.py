@@ -39,10 +39,10 @@ from enum import Enum
 from typing import Any
 
 import anyio.to_thread
-from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import NotificationBlock
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from prefect_etl_blocks.compat import async_dispatch
 from prefect_etl_blocks.errors import (
     EmailDeliveryError,
     EmailRejectedError,

@@ -30,6 +30,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from prefect_etl_blocks.compat import collect_batches
 from prefect_etl_blocks.errors import (
+    NETWORK,
     CorruptParquetError,
     InvalidFilterError,
     SchemaMismatchError,
@@ -39,7 +40,6 @@ from prefect_etl_blocks.errors import (
     is_transient,
 )
 from prefect_etl_blocks.filters import Filter, parse_filter
-from prefect_etl_blocks.loading.boundary import NETWORK
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/parquet_source/"
 _GLOB_CHARS = re.compile(r"[*?\[]")

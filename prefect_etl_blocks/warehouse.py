@@ -43,11 +43,10 @@ import anyio.to_thread
 import duckdb
 import polars as pl
 import pyarrow as pa
-from prefect._internal.compatibility.async_dispatch import async_dispatch
 
 from prefect_etl_blocks import lineage
 from prefect_etl_blocks.checks import Check
-from prefect_etl_blocks.compat import finish_result, query_polars
+from prefect_etl_blocks.compat import async_dispatch, finish_result, query_polars
 from prefect_etl_blocks.errors import LoadConfigError, QueryError
 from prefect_etl_blocks.identifiers import quote_identifier, split_table_name
 from prefect_etl_blocks.loading.boundary import classify_query_error
@@ -68,11 +67,11 @@ from prefect_etl_blocks.loading.incremental import (
 )
 from prefect_etl_blocks.loading.ledger import history as ledger_history
 from prefect_etl_blocks.loading.staging import as_source, parquet_source
+from prefect_etl_blocks.loading.strategies import LoadMode
 
 if TYPE_CHECKING:
     from prefect_etl_blocks.parquet import ParquetSource
 
-LoadMode = Literal["replace", "append", "upsert", "fail", "delete-insert", "insert-only", "scd2"]
 _CREATE_GUARD = threading.Lock()
 _EXTENSION_NAME = re.compile(r"[A-Za-z0-9_]+")
 _BROKEN = (duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException)

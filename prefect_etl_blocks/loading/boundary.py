@@ -11,6 +11,7 @@ import re
 import duckdb
 
 from prefect_etl_blocks.errors import (
+    NETWORK,
     DuckDBLockTimeoutError,
     LoadError,
     PrefectETLBlocksError,
@@ -21,13 +22,6 @@ from prefect_etl_blocks.errors import (
     is_transient,
 )
 
-# Messages of object-store / HTTP failures that say "the network or the service", not "the data".
-NETWORK = re.compile(
-    r"error sending request|connection (?:refused|reset|closed|aborted)|timed? ?out|dns error|"
-    r"tcp connect|broken pipe|network is unreachable|unexpected eof|service unavailable|"
-    r"slow ?down|temporarily unavailable|too many requests|\b50[0234]\b|could not connect",
-    re.IGNORECASE,
-)
 _CONFLICT = re.compile(r"conflict", re.IGNORECASE)
 _MISSING = re.compile(
     r"(Table|View|Schema|Catalog) with name .* does not exist|"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import duckdb
 
@@ -30,7 +30,9 @@ from prefect_etl_blocks.identifiers import quote_identifier as q
 from prefect_etl_blocks.loading.connections import first_row as _first
 from prefect_etl_blocks.loading.contracts import SchemaPlan, plan_schema
 
-MODES = ("replace", "append", "upsert", "fail", "delete-insert", "insert-only", "scd2")
+#: The load modes, the one vocabulary the blocks, tasks and engine share.
+LoadMode = Literal["replace", "append", "upsert", "fail", "delete-insert", "insert-only", "scd2"]
+MODES: tuple[str, ...] = get_args(LoadMode)
 KEYED = ("upsert", "delete-insert", "insert-only", "scd2")
 UNIQUE_KEYS = ("upsert", "insert-only", "scd2")
 
