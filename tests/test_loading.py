@@ -706,3 +706,44 @@ def test_a_column_without_values_fits_any_table_column(db: DuckDBConnection) -> 
     with pytest.raises(SchemaMismatchError, match='column "b" is VARCHAR'):
         db.load_frame(pl.DataFrame({"id": [3], "b": [5]}), "t", mode="append")
     assert db.fetch_all("SELECT count(*) FROM t") == [(3,)]
+
+
+def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path) -> None:
+    """Processes opening a new database file at once: one writes DuckDB's header while the
+    others find a short file that "is not a valid DuckDB database file" (seen on DuckDB 1.5.0
+    in the lowest CI leg). That is waited out within the lock timeout; an old file that is
+    simply not a database still fails at once."""
+    import os
+    import time
+
+    from prefect_etl_blocks.loading.connections import close_connection, connect_waiting
+
+    path = tmp_path / "new.duckdb"
+    path.write_bytes(b"\0" * 100)  # a creator's header, not yet written in full
+    ready = tmp_path / "ready.duckdb"
+    duckdb.connect(str(ready)).close()
+
+    def finish_creating() -> None:
+        time.sleep(0.4)
+        os.replace(ready, path)
+
+    creator = threading.Thread(target=finish_creating)
+    creator.start()
+    owner = object()
+    started = time.monotonic()
+    con = connect_waiting(str(path), read_only=False, config={}, timeout=20, owner=owner)
+    creator.join()
+    try:
+        assert time.monotonic() - started >= 0.3
+        assert con.sql("SELECT 42").fetchall() == [(42,)]
+    finally:
+        close_connection(con, str(path), owner)
+
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"\0" * 100)
+    old = time.time() - 60
+    os.utime(garbage, (old, old))
+    started = time.monotonic()
+    with pytest.raises(duckdb.IOException, match="not a valid DuckDB database file"):
+        connect_waiting(str(garbage), read_only=False, config={}, timeout=20, owner=object())
+    assert time.monotonic() - started < 5

@@ -130,6 +130,10 @@ def connect_waiting(
                 return duckdb.connect(path, read_only=read_only, config=dict(config))
             except duckdb.IOException as exc:
                 if LOCK_CONFLICT not in str(exc):
+                    if _being_created(path, exc) and time.monotonic() < deadline:
+                        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                        delay = min(delay * 1.6, 0.5)
+                        continue
                     raise
                 if time.monotonic() >= deadline:
                     match = _HOLDER.search(str(exc))
@@ -146,6 +150,25 @@ def connect_waiting(
     except BaseException:
         lock.release(owner)
         raise
+
+
+#: DuckDB's file header: three 4 KiB blocks, written by the process that creates the file.
+_HEADER_BYTES = 3 * 4096
+_NOT_A_DATABASE = "not a valid DuckDB database file"
+
+
+def _being_created(path: str, exc: BaseException) -> bool:
+    """Whether ``exc`` says ``path`` is not a database because another process is creating
+    it: several processes opening a new file at once, one of them still writing the header.
+    Such a file is shorter than the header and was written moments ago; an old or complete
+    file that is not a database fails at once."""
+    if _NOT_A_DATABASE not in str(exc):
+        return False
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True  # gone again: the creator rolled back; opening anew creates it
+    return info.st_size < _HEADER_BYTES and time.time() - info.st_mtime < 10
 
 
 def close_connection(con: duckdb.DuckDBPyConnection, path: str | None, owner: Any) -> None:
