@@ -36,6 +36,8 @@ import polars as pl
 # (prefect-aws, prefect-sqlalchemy). A Prefect release that moves it breaks one line.
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 
+from prefect_etl_blocks.identifiers import quote_identifier
+
 
 def _version_tuple(text: str) -> tuple[int, ...]:
     numbers = re.findall(r"\d+", text.split("-")[0].split("+")[0])[:3]
@@ -171,7 +173,7 @@ def relation_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
         return pl.from_arrow(relation.to_arrow_table())  # type: ignore[return-value]
     exprs = []
     for name in relation.columns:
-        quoted = '"' + name.replace('"', '""') + '"'
+        quoted = quote_identifier(name)
         t = special.get(name)
         exprs.append(quoted if t is None else f"{_exportable(quoted, t)} AS {quoted}")
     frame: pl.DataFrame = pl.from_arrow(relation.project(", ".join(exprs)).to_arrow_table())  # type: ignore[assignment]
