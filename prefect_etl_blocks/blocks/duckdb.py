@@ -1,0 +1,227 @@
+"""``DuckDBConnection``: a DuckDB database as a Prefect ``DatabaseBlock``, with Polars-native loads.
+
+The ``DatabaseBlock`` methods, ``query``, the loads, the ledger and the sync/async pattern are
+shared with ``DuckLakeConnection`` and live in :mod:`prefect_etl_blocks.blocks.warehouse`; this module
+holds what is DuckDB-file specific: opening, extensions and the file lock.
+
+Connections and locks: DuckDB lets one process write a database file at a time. Outside a
+``with db:`` block every call opens the file, does its work and closes it again, so two flows in
+separate processes take turns; a busy file is retried until ``lock_timeout_seconds``, then
+:class:`~prefect_etl_blocks.core.errors.DuckDBLockTimeoutError` names the file and the holder.
+Blocks of one process that open the same file share one in-process lock per resolved path
+(:func:`prefect_etl_blocks.core.loading.file_lock`), so threads take turns too instead of failing
+with transaction conflicts. Inside ``with db:`` (or :meth:`get_connection`) one connection is
+kept open. ``":memory:"`` databases always keep their connection, since closing it would drop
+the data.
+
+Loads are a facade over :mod:`prefect_etl_blocks.core.loading`, which does them on a plain DuckDB
+connection: the source is staged once inside one transaction, schema contracts refuse silent
+conversions, the strategy runs, checks run before COMMIT. A failure at any point (bad file,
+type error, failed check, an exception in a source batch) leaves the table exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import duckdb
+from prefect.blocks.abstract import DatabaseBlock
+from pydantic import Field, PrivateAttr, field_validator
+
+from prefect_etl_blocks.blocks.warehouse import LoadMode, WarehouseMethods, check_extension_names
+from prefect_etl_blocks.core.engines import finish_result
+from prefect_etl_blocks.core.errors import ExtensionLoadError, first_line
+from prefect_etl_blocks.core.identifiers import quote_identifier, quote_table, split_table_name
+from prefect_etl_blocks.core.loading.connections import (
+    close_connection,
+    connect_waiting,
+    lock_wait_seconds,
+)
+from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
+from prefect_etl_blocks.core.loading.engine import LoadResult
+
+DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/duckdb_connection/"
+
+__all__ = [
+    "DuckDBConnection",
+    "LoadMode",
+    "LoadResult",
+    "OnSchemaChange",
+    "quote_identifier",
+    "quote_table",
+    "split_table_name",
+]
+
+
+class DuckDBConnection(WarehouseMethods, DatabaseBlock):
+    """A DuckDB database file (or in-memory database) with Polars-native queries and loads.
+
+    Implements Prefect's ``DatabaseBlock`` (``fetch_one``, ``fetch_many``, ``fetch_all``,
+    ``execute``, ``execute_many``) and adds ``query`` (to a ``pl.DataFrame``), ``load_frame``
+    and ``load_parquet`` with the ``replace``, ``append``, ``upsert``, ``delete-insert``,
+    ``insert-only``, ``scd2`` and ``fail`` strategies, schema contracts (``on_schema_change``)
+    and write-audit-publish ``checks``. Identifiers are always quoted, loads are atomic and
+    never convert values silently, and parameters are bound, never pasted into SQL.
+
+    Example:
+        Load a saved block:
+        ```python
+        from prefect_etl_blocks import DuckDBConnection
+
+        db = DuckDBConnection.load("BLOCK_NAME")
+        ```
+
+        Use one in code:
+        ```python
+        import polars as pl
+        from prefect_etl_blocks import DuckDBConnection
+
+        db = DuckDBConnection(database=":memory:")
+        frame = pl.DataFrame({"id": [1, 2], "value": [9.5, 3.0]})
+        db.load_frame(frame, "analytics.scores", mode="replace")
+        db.load_frame(pl.DataFrame({"id": [2], "value": [4.0]}), "analytics.scores",
+                      mode="upsert", keys=["id"])
+        print(db.query("SELECT * FROM analytics.scores WHERE value > ?", [1]))
+        print(db.fetch_one("SELECT count(*) FROM analytics.scores"))
+        ```
+    """
+
+    _block_type_name = "DuckDB Connection"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/duckdb-logo/duckdb.png"
+    _documentation_url = DOCS_URL
+    _description = (
+        "A DuckDB database file with Polars-native queries and atomic loads "
+        "(replace, append, upsert, delete-insert, insert-only, scd2) with schema contracts "
+        "and checks, that wait for other writers instead of failing."
+    )
+
+    database: str = Field(
+        default=":memory:",
+        description=(
+            "Path of the DuckDB database file (parent folders are created), or ':memory:' for an "
+            "in-memory database."
+        ),
+    )
+    read_only: bool = Field(
+        default=False,
+        description=(
+            "Open the file read-only; several processes may read a file at once, but not while "
+            "another process writes it."
+        ),
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "DuckDB configuration applied when connecting, for example "
+            "{'threads': 4, 'memory_limit': '2GB', 'temp_directory': '/tmp/duckdb'}."
+        ),
+    )
+    extensions: list[str] = Field(
+        default_factory=list,
+        description=(
+            "DuckDB extensions loaded at connect (installed first when missing); a clear error "
+            "names any extension that cannot be loaded, for example when offline."
+        ),
+    )
+    init_sql: list[str] = Field(
+        default_factory=list,
+        description="SQL statements run on every new connection, for example SET or ATTACH.",
+    )
+    lock_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "How long to wait for another process that holds the database file's lock before "
+            "failing with an error that names the file and the holder."
+        ),
+    )
+
+    _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _guard: threading.RLock | None = PrivateAttr(default=None)
+    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]] = PrivateAttr(default_factory=dict)
+    _held: int = PrivateAttr(default=0)
+    _last_load: LoadResult | None = PrivateAttr(default=None)
+
+    @field_validator("extensions")
+    @classmethod
+    def _extension_names(cls, value: list[str]) -> list[str]:
+        return check_extension_names(value)
+
+    # ------------------------------------------------------------------ connection handling
+    @property
+    def is_memory(self) -> bool:
+        """True for an in-memory database."""
+        return self.database in ("", ":memory:") or self.database.startswith(":memory:")
+
+    @property
+    def database_path(self) -> str:
+        """The database file's absolute path (or ``:memory:``)."""
+        return self.database if self.is_memory else os.path.abspath(os.path.expanduser(self.database))
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Open a new connection, waiting for another process's lock up to the timeout."""
+        path = self.database_path
+        if not self.is_memory and not self.read_only:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if self.read_only and not self.is_memory and not os.path.exists(path):
+            raise FileNotFoundError(
+                f'DuckDB file "{path}" does not exist, and read_only=True cannot create it. '
+                "Check the path, or write to it once with read_only=False."
+            )
+        config = dict(self.settings)
+        if self.is_memory:
+            con = duckdb.connect(path, config=config)
+        else:
+            con = connect_waiting(
+                path,
+                read_only=self.read_only,
+                config=config,
+                timeout=lock_wait_seconds(self.lock_timeout_seconds),
+                owner=self,
+            )
+        try:
+            if "enable_progress_bar" not in self.settings:
+                # A library must not draw DuckDB's progress bar on the caller's stdout.
+                con.execute("SET enable_progress_bar = false")
+            for name in self.extensions:
+                self._load_extension(con, name)
+            for statement in self.init_sql:
+                con.execute(statement)
+                finish_result(con)
+        except BaseException:
+            self._close_raw(con)
+            raise
+        return con
+
+    def _close_raw(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Close one connection and give back this block's in-process lock on the file."""
+        close_connection(con, None if self.is_memory else self.database_path, self)
+
+    @staticmethod
+    def _load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+        try:
+            con.load_extension(name)
+            return
+        except duckdb.Error:
+            pass
+        try:
+            con.install_extension(name)
+            con.load_extension(name)
+        except duckdb.Error as exc:
+            raise ExtensionLoadError(
+                f"DuckDB extension {name!r} could not be loaded ({first_line(exc)}). It is not "
+                "bundled with this DuckDB build and could not be installed (no network?). "
+                f"Install it ahead of time (INSTALL {name}) into the extension directory, or "
+                "remove it from `extensions`."
+            ) from exc
+
+    @property
+    def _keeps_connection(self) -> bool:
+        # Closing an in-memory database would drop its data.
+        return self.is_memory
+
+    def __repr__(self) -> str:
+        return f"DuckDBConnection(database={self.database!r}, read_only={self.read_only!r})"
+

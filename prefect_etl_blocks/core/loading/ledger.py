@@ -1,0 +1,356 @@
+"""The load ledger and incremental state, kept in the target database itself.
+
+Every load writes one row into ``_prefect_etl.loads`` *inside its own transaction*, so the
+ledger says exactly what committed: a rolled-back or killed load leaves no row, a committed
+one always has its row. Incremental loads keep their state next to it, in the same
+transaction as the data:
+
+* ``_prefect_etl.loads``: one row per load (load id, table, strategy, rows inserted, updated
+  and deleted, files or cursor range, schema changes, checks, Prefect flow and task run ids,
+  start and end time);
+* ``_prefect_etl.files``: the manifest of file-incremental loads, one row per (table, file)
+  with the size, version marker (mtime in ns, or the S3 ETag) and Parquet footer SHA-256 the
+  file had when it was loaded;
+* ``_prefect_etl.cursors``: the high-water mark of cursor loads, one row per (table, cursor).
+
+The state lives in a schema of its own (in the target's catalog, so a DuckLake table keeps its
+state in the lake), and loads refuse user tables in that schema (:func:`check_user_table`).
+
+A table is identified as DuckDB resolves its name for the connection that loads it
+(:func:`resolve`): its catalog, schema and name. ``t``, ``main.t``, ``"t"`` and ``w.main.t``
+(the database ``w.duckdb`` is catalog ``w``) are one table. The catalog is *where* its state is
+kept (the state schema of that database), and within it the table is recorded under the key
+``schema.table`` (:attr:`TableRef.key`), folded to lower case as DuckDB folds identifiers
+(ASCII letters only). So two databases' ``main.t`` are two tables, and the same database file
+attached under another name (another alias, a renamed or copied file) keeps its state.
+
+State written by earlier versions under other keys (``catalog.schema.table``; a dotted name
+unquoted) is renamed to the key on first use, in the same transaction as the load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from prefect_etl_blocks.core.errors import LoadConfigError
+from prefect_etl_blocks.core.identifiers import quote_identifier as q
+
+STATE_SCHEMA = "_prefect_etl"
+
+_DDL = {
+    # No PRIMARY KEY or NOT NULL: DuckLake catalogs (which keep their state in the
+    # lake) do not support them, and a uuid4 per load is unique anyway.
+    "loads": (
+        "load_id VARCHAR, table_name VARCHAR, strategy VARCHAR, "
+        "incremental VARCHAR, inserted BIGINT, updated BIGINT, "
+        "deleted BIGINT, created BOOLEAN, files VARCHAR[], "
+        "files_deleted VARCHAR[], cursor_column VARCHAR, cursor_from VARCHAR, "
+        "cursor_to VARCHAR, schema_changes VARCHAR[], checks VARCHAR[], flow_run_id VARCHAR, "
+        "task_run_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP"
+    ),
+    "files": (
+        "table_name VARCHAR, path VARCHAR, size BIGINT, "
+        "version VARCHAR, footer_sha256 VARCHAR, load_id VARCHAR, "
+        "loaded_at TIMESTAMP"
+    ),
+    "cursors": (
+        "table_name VARCHAR, cursor_column VARCHAR, mark VARCHAR, "
+        "mark_type VARCHAR, load_id VARCHAR, updated_at TIMESTAMP"
+    ),
+}
+
+
+@dataclass
+class LedgerEntry:
+    """What the ledger row of one load says beyond the engine's counts."""
+
+    load_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started_at: dt.datetime = field(default_factory=lambda: utcnow())
+    incremental: str | None = None  # "files" or "cursor"
+    files: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+    cursor_column: str | None = None
+    cursor_from: str | None = None
+    cursor_to: str | None = None
+    extra_deleted: int = 0
+    #: The state schema when the caller already ensured it in this transaction.
+    state: str | None = None
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def fold(name: str) -> str:
+    """``name`` as DuckDB compares identifiers: ASCII letters in lower case, nothing else
+    changed (``"Ä"`` and ``"ä"`` are two tables to DuckDB)."""
+    return name.translate(_ASCII_LOWER)
+
+
+def _key_part(name: str) -> str:
+    name = fold(name)
+    return q(name) if "." in name or '"' in name else name
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table as DuckDB resolved its name: catalog (the alias on this connection), schema and
+    table name."""
+
+    catalog: str
+    schema: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        """What the ledger and state record the table under: ``schema.table``, folded; a part
+        holding a dot or a quote is quoted."""
+        return f"{_key_part(self.schema)}.{_key_part(self.name)}"
+
+    @property
+    def state(self) -> str:
+        """The quoted state schema in the table's catalog."""
+        return f"{q(self.catalog)}.{q(STATE_SCHEMA)}"
+
+    def old_keys(self) -> list[str]:
+        """Keys earlier versions recorded this table under, other than :attr:`key` (plus any
+        ``<catalog>.schema.table``, matched by :func:`_old_key_sql`)."""
+        plain = f"{self.schema.casefold()}.{self.name.casefold()}"
+        return [k for k in (plain, f"{fold(self.schema)}.{fold(self.name)}") if k != self.key]
+
+
+def resolve(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> TableRef:
+    """The catalog, schema and name DuckDB binds ``parts`` (from ``split_table_name``) to.
+
+    ``table``: the current database and schema. ``a.table``: catalog ``a`` (its ``main``
+    schema) when a database is attached under that name, else schema ``a`` of the current
+    database (DuckDB's own rule). ``catalog.schema.table`` as written. Catalog names are taken
+    as attached, so ``W.main.t`` and ``w.main.t`` are one table.
+    """
+    if len(parts) == 1:
+        catalog, schema = con.execute("SELECT current_database(), current_schema()").fetchall()[0]
+        return TableRef(catalog, schema, parts[0])
+    databases = {
+        fold(name): name
+        for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+    }
+    if len(parts) == 2:
+        if fold(parts[0]) in databases:
+            return TableRef(databases[fold(parts[0])], "main", parts[1])
+        catalog = con.execute("SELECT current_database()").fetchall()[0][0]
+        return TableRef(catalog, parts[0], parts[1])
+    return TableRef(databases.get(fold(parts[0]), parts[0]), parts[1], parts[2])
+
+
+def state_schema(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> str:
+    """The quoted state schema in the catalog of the table named by ``parts``."""
+    return resolve(con, parts).state
+
+
+def table_key(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> str:
+    """The key the table named by ``parts`` is recorded under (see the module docstring)."""
+    return resolve(con, parts).key
+
+
+def _old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
+    """A predicate on ``table_name`` matching the keys earlier versions gave ``ref``: those of
+    :meth:`TableRef.old_keys`, and ``<one catalog name>.schema.table`` (kept in that catalog's
+    state, so the catalog was this one, perhaps under another alias)."""
+    suffix = "." + f"{ref.schema.casefold()}.{ref.name.casefold()}"
+    return (
+        "(table_name IN (SELECT unnest(?::VARCHAR[])) OR (suffix(table_name, ?) "
+        "AND strpos(table_name, '.') = length(table_name) - length(?) + 1 "
+        "AND length(table_name) > length(?)))",
+        [ref.old_keys(), suffix, suffix, suffix],
+    )
+
+
+def migrate_keys(con: duckdb.DuckDBPyConnection, ref: TableRef) -> int:
+    """Rename the state an earlier version recorded for ``ref`` under another key to
+    :attr:`TableRef.key` (call it inside the load's transaction). Returns the rows renamed.
+
+    Looks at the manifest and cursors only (one cheap read when there is nothing to do); when
+    they held old keys, the ledger rows of the table are renamed too. Where a row exists under
+    both keys (an earlier version loaded the table under two spellings), the new key's row wins.
+    """
+    where, params = _old_key_sql(ref)
+    state = ref.state
+    found = con.execute(
+        f"SELECT (SELECT count(*) FROM {state}.files WHERE {where}) "
+        f"+ (SELECT count(*) FROM {state}.cursors WHERE {where})",
+        params + params,
+    ).fetchall()[0][0]
+    if not found:
+        return 0
+    duplicates = {"files": "path", "cursors": "cursor_column"}
+    for name, column in duplicates.items():
+        con.execute(
+            f"DELETE FROM {state}.{q(name)} WHERE {where} AND {q(column)} IN "
+            f"(SELECT {q(column)} FROM {state}.{q(name)} WHERE table_name = ?)",
+            [*params, ref.key],
+        ).fetchall()
+    for name in ("files", "cursors", "loads"):
+        con.execute(f"UPDATE {state}.{q(name)} SET table_name = ? WHERE {where}", [ref.key, *params]).fetchall()
+    return int(found)
+
+
+def check_user_table(parts: Sequence[str], table: str) -> None:
+    """Refuse a load into the state schema: its tables belong to the library."""
+    if len(parts) >= 2 and parts[-2].casefold() == STATE_SCHEMA:
+        raise LoadConfigError(
+            f"Table {table!r} is in schema {STATE_SCHEMA!r}, which holds prefect-etl-blocks' "
+            "load ledger and incremental state; load into another schema. Nothing was written."
+        )
+
+
+def ensure_state(con: duckdb.DuckDBPyConnection, parts: Sequence[str], *, migrate: bool = True) -> str:
+    """Create the state schema and tables when missing; return the quoted schema.
+
+    With ``migrate`` (incremental loads), state an earlier version recorded for the table under
+    another key is renamed to its key (:func:`migrate_keys`), in the caller's transaction.
+    One catalog lookup when they exist, so a plain load pays almost nothing for its ledger row.
+    """
+    ref = resolve(con, parts)
+    schema = ref.state
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND database_name = ?",
+        [STATE_SCHEMA, ref.catalog],
+    ).fetchall()[0][0]
+    if present < len(_DDL):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}").fetchall()
+        for name, columns in _DDL.items():
+            con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{q(name)} ({columns})").fetchall()
+    elif migrate:
+        migrate_keys(con, ref)
+    return schema
+
+
+def prefect_run_ids() -> tuple[str | None, str | None]:
+    """The current Prefect flow run and task run ids, or ``None`` outside Prefect."""
+    try:
+        from prefect.runtime import flow_run, task_run
+
+        flow_id, task_id = flow_run.get_id(), task_run.get_id()
+    except Exception:  # noqa: BLE001 - the ledger must never fail a load over run metadata
+        return None, None
+    return (str(flow_id) if flow_id else None, str(task_id) if task_id else None)
+
+
+def record(
+    con: duckdb.DuckDBPyConnection,
+    parts: Sequence[str],
+    entry: LedgerEntry,
+    *,
+    strategy: str,
+    inserted: int,
+    updated: int,
+    deleted: int,
+    created: bool,
+    schema_changes: Sequence[str],
+    checks: Sequence[Any],
+) -> None:
+    """Insert the ledger row of one load (call it inside the load's transaction)."""
+    schema = entry.state or ensure_state(con, parts, migrate=False)
+    flow_id, task_id = prefect_run_ids()
+    con.execute(
+        f"INSERT INTO {schema}.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            entry.load_id,
+            table_key(con, parts),
+            strategy,
+            entry.incremental,
+            inserted,
+            updated,
+            deleted,
+            created,
+            list(entry.files),
+            list(entry.files_deleted),
+            entry.cursor_column,
+            entry.cursor_from,
+            entry.cursor_to,
+            list(schema_changes),
+            [f"{c.name}: {'passed' if c.passed else f'{c.failing} failing'}" for c in checks],
+            flow_id,
+            task_id,
+            entry.started_at,
+            utcnow(),
+        ],
+    ).fetchall()
+
+
+def _has_state(con: duckdb.DuckDBPyConnection, catalog: str | None) -> bool:
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'loads'"
+    params: list[Any] = [STATE_SCHEMA]
+    if catalog:
+        sql += " AND database_name = ?"
+        params.append(catalog)
+    else:
+        sql += " AND database_name = current_database()"
+    return con.execute(sql, params).fetchall()[0][0] > 0
+
+
+def _current_state(con: duckdb.DuckDBPyConnection) -> str:
+    return f"{q(con.execute('SELECT current_database()').fetchall()[0][0])}.{q(STATE_SCHEMA)}"
+
+
+def history(con: duckdb.DuckDBPyConnection, table: str | None = None) -> pl.DataFrame:
+    """The ledger (oldest load first), of one table or all; empty before the first load."""
+    from prefect_etl_blocks.core.identifiers import split_table_name
+
+    ref = resolve(con, split_table_name(table)) if table else None
+    if not _has_state(con, ref.catalog if ref else None):
+        return pl.DataFrame(schema=_history_schema())
+    schema = ref.state if ref else _current_state(con)
+    sql = f"SELECT * FROM {schema}.loads"
+    params: list[Any] = []
+    if ref:
+        # Rows an earlier version recorded under another key are the table's too.
+        where, params = _old_key_sql(ref)
+        sql += f" WHERE table_name = ? OR {where}"
+        params = [ref.key, *params]
+    relation = con.sql(sql + " ORDER BY started_at, finished_at", params=params)
+    return pl.from_arrow(relation.to_arrow_table())  # type: ignore[return-value]
+
+
+def _history_schema() -> dict[str, Any]:
+    text, lst, i64, ts = pl.String, pl.List(pl.String), pl.Int64, pl.Datetime("us")
+    return {
+        "load_id": text, "table_name": text, "strategy": text, "incremental": text,
+        "inserted": i64, "updated": i64, "deleted": i64, "created": pl.Boolean, "files": lst,
+        "files_deleted": lst, "cursor_column": text, "cursor_from": text, "cursor_to": text,
+        "schema_changes": lst, "checks": lst, "flow_run_id": text, "task_run_id": text,
+        "started_at": ts, "finished_at": ts,
+    }
+
+
+def reset(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Forget the incremental state (file manifest and cursor marks) of ``table``, in one
+    transaction; the ledger and the table's rows stay. Returns the number of state rows removed."""
+    from prefect_etl_blocks.core.identifiers import split_table_name
+    from prefect_etl_blocks.core.loading.connections import transaction
+
+    parts = split_table_name(table)
+    check_user_table(parts, table)
+    ref = resolve(con, parts)
+    if not _has_state(con, ref.catalog):
+        return 0
+    where, params = _old_key_sql(ref)
+    removed = 0
+    with transaction(con):
+        for name in ("files", "cursors"):
+            rows = con.execute(
+                f"DELETE FROM {ref.state}.{q(name)} WHERE table_name = ? OR {where}", [ref.key, *params]
+            ).fetchall()
+            removed += int(rows[0][0]) if rows else 0
+    return removed
