@@ -7,12 +7,8 @@
 # Usage: ci/ducklake-leg.sh [extra pytest args]      (make test-ducklake runs it)
 # Needs Debian's `postgresql` (PostgreSQL catalog) on the machine; installs it when run as root.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export PREFECT_SERVER_ANALYTICS_ENABLED=false
-export DO_NOT_TRACK=1
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
+source "$(dirname "$0")/common.sh"  # repository root, telemetry off, PYTHON
 
-PYTHON="${PYTHON:-python3}"
 VENV="${DUCKLAKE_VENV:-.venv-ducklake}"
 DUCKDB_VERSION="1.5.5"
 STAMP="$VENV/.installed-$DUCKDB_VERSION"

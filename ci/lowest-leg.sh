@@ -9,12 +9,8 @@
 # Usage: ci/lowest-leg.sh [extra pytest args]      (make test-lowest runs it)
 # Installs with uv (from the package index, into the venv): much faster than pip's resolver.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export PREFECT_SERVER_ANALYTICS_ENABLED=false
-export DO_NOT_TRACK=1
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
+source "$(dirname "$0")/common.sh"  # repository root, telemetry off, PYTHON
 
-PYTHON="${PYTHON:-python3}"
 VENV="${LOWEST_VENV:-.venv-lowest}"
 CONSTRAINTS=ci/constraints-lowest.txt
 STAMP="$VENV/.installed-lowest"

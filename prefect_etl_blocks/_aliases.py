@@ -63,11 +63,24 @@ MOVED: dict[str, str] = {
 }
 
 
+def new_name(old: str) -> str | None:
+    """Where ``old`` lives now: a listed path, or a submodule of a listed package
+    (``prefect_etl_blocks.filters.lexer`` → ``prefect_etl_blocks.core.filters.lexer``)."""
+    if old in MOVED:
+        return MOVED[old]
+    head = old.rpartition(".")[0]
+    while head:
+        if head in MOVED:
+            return f"{MOVED[head]}.{old[len(head) + 1 :]}"
+        head = head.rpartition(".")[0]
+    return None
+
+
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old path and hands back the module at its new one (imported on first use)."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None):  # noqa: ANN201
-        new = MOVED.get(fullname)
+        new = new_name(fullname)
         if new is None:
             return None
         spec = importlib.util.find_spec(new)
@@ -79,7 +92,7 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return alias
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        module = importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(new_name(spec.name))  # type: ignore[arg-type]
         spec.loader_state = module.__spec__  # put back in exec_module (see there)
         return module
 
@@ -94,12 +107,14 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def get_code(self, fullname: str) -> CodeType | None:
         """For ``python -m <old path>``: runpy runs the new module's code as ``__main__``."""
-        spec = importlib.util.find_spec(MOVED[fullname])
+        new = new_name(fullname)
+        spec = importlib.util.find_spec(new) if new else None
         loader = spec.loader if spec else None
-        return loader.get_code(MOVED[fullname]) if hasattr(loader, "get_code") else None  # type: ignore[union-attr]
+        return loader.get_code(new) if hasattr(loader, "get_code") else None  # type: ignore[union-attr]
 
     def is_package(self, fullname: str) -> bool:
-        spec = importlib.util.find_spec(MOVED[fullname])
+        new = new_name(fullname)
+        spec = importlib.util.find_spec(new) if new else None
         return bool(spec and spec.submodule_search_locations is not None)
 
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from prefect_etl_blocks.loading.incremental import (
     reset_incremental,
 )
 from prefect_etl_blocks.parquet import s3_identity
+from tests.fixtures.races import KINDS, race
 
 ROWS = 5
 
@@ -268,40 +268,14 @@ def test_a_footer_recorded_later_still_catches_a_same_size_same_mtime_rewrite(ro
 PROCESSES, FILES = 4, 40
 
 
-def same_load(database: str, kind: str, folder: str, barrier, results, worker: int) -> None:
-    try:
-        db = DuckDBConnection(database=database, lock_timeout_seconds=120)
-        barrier.wait(timeout=120)
-        if kind == "files":
-            db.load_parquet(ParquetSource(path=folder), "raw", incremental=True)
-        else:
-            frame = pl.read_parquet(f"{folder}/*.parquet")
-            if kind == "cursor":
-                db.load_frame(frame, "raw", mode="append", cursor="id")
-            else:
-                db.load_frame(frame, "raw", mode="upsert", keys="id")
-        results.put((worker, "ok"))
-    except BaseException as exc:  # reported to the test, which names it
-        results.put((worker, f"{type(exc).__name__}: {exc}"))
-
-
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("kind", ["files", "cursor", "upsert"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_processes_running_the_same_load_on_a_new_file_table_all_succeed(tmp_path: Path, kind: str) -> None:
     for f in range(FILES):
         write(tmp_path / "data" / f"part-{f:03}.parquet", f * ROWS)
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(PROCESSES), context.Queue()
     database = str(tmp_path / "w.duckdb")
-    workers = [
-        context.Process(target=same_load, args=(database, kind, str(tmp_path / "data"), barrier, results, w))
-        for w in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    outcome = dict(results.get(timeout=400) for _ in workers)
-    for worker in workers:
-        worker.join(timeout=60)
+    block = DuckDBConnection(database=database, lock_timeout_seconds=120)
+    outcome = race(block, kind, str(tmp_path / "data"), table="raw", cursor="id", processes=PROCESSES)
     assert outcome == {w: "ok" for w in range(PROCESSES)}
     with duckdb.connect(database) as con:
         assert count(con, "raw") == (FILES * ROWS, FILES * ROWS)

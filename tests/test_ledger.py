@@ -129,3 +129,16 @@ def test_prefect_run_ids_are_recorded_inside_a_flow(tmp_path: Path) -> None:
     flow_id, task_id = nightly()
     row = db.load_history("items").row(0, named=True)
     assert (row["flow_run_id"], row["task_run_id"]) == (flow_id, task_id)
+
+
+def test_the_core_records_the_run_ids_it_is_given_without_prefect() -> None:
+    """The Prefect-free core takes the run ids as data (the blocks supply Prefect's); outside
+    ``run_ids`` it records none."""
+    from prefect_etl_blocks.core.loading.ledger import run_ids
+
+    con = duckdb.connect()
+    with run_ids("flow-1", "task-1"):
+        load(con, FIRST, "items")
+    load(con, SECOND, "items", mode="append")
+    rows = history(con, "items").select("flow_run_id", "task_run_id").rows()
+    assert rows == [("flow-1", "task-1"), (None, None)]

@@ -101,6 +101,40 @@ def test_async_and_sync_notify(smtp_plain) -> None:
     assert [m["message"].get_body(("plain",)).get_content().strip() for m in smtp_plain.mailbox.messages] == ["from async", "from sync"]
 
 
+def test_asend_is_awaitable_and_sends_to_the_given_recipients(smtp_plain) -> None:
+    notifier = make(smtp_plain, "INSECURE")
+    asyncio.run(notifier.asend("to ops only", subject="Override", recipients=["ops@example.com"]))
+    (mail,) = smtp_plain.mailbox.messages
+    assert mail["rcpt_tos"] == ["ops@example.com"] and mail["message"]["To"] == "ops@example.com"
+
+
+def test_sync_hook_of_an_async_flow_sends_from_inside_the_running_loop(smtp_plain) -> None:
+    # Prefect calls a sync hook of an async flow on the flow's event loop: the hook's blocking
+    # send must still deliver, and leave no thread behind.
+    notifier = make(smtp_plain, "INSECURE")
+    seen: list[bool] = []
+
+    def loop_running(flow_, run, state) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            seen.append(False)
+        else:
+            seen.append(True)
+
+    @flow(name="async-with-sync-hook", on_failure=[loop_running, email_notifier(subject="async {flow_name}", notifier=notifier)])
+    async def failing() -> None:
+        raise RuntimeError("async failure")
+
+    before = set(threading.enumerate())
+    state = asyncio.run(failing(return_state=True))
+    assert state.is_failed() and seen == [True]
+    (mail,) = smtp_plain.mailbox.messages
+    assert mail["message"]["Subject"] == "async async-with-sync-hook"
+    assert "RuntimeError: async failure" in mail["message"].get_body(("plain",)).get_content()
+    assert [t for t in new_threads(before) if t.name == "prefect-etl-smtp"] == []
+
+
 def test_server_down_is_a_clear_error_without_password() -> None:
     port = free_port()
     notifier = EmailNotifier(smtp_server="127.0.0.1", smtp_port=port, smtp_type="INSECURE", username="u",
@@ -413,6 +447,21 @@ def test_implicit_tls_handshake_with_slow_server_is_cut(drip_server) -> None:
         drip_notifier(server, smtp_type="SSL").notify("x")
     assert time.monotonic() - start <= 2 + SLACK
     assert own_sockets_to(server.port) == []
+
+
+def test_cancelled_anotify_drops_the_connection_at_once(drip_server) -> None:
+    server = drip_server("greeting")
+    notifier = drip_notifier(server, timeout_seconds=20)
+
+    async def main() -> float:
+        start = time.monotonic()
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+            await asyncio.wait_for(notifier.anotify("x"), 0.5)
+        return time.monotonic() - start
+
+    elapsed = asyncio.run(main())
+    assert elapsed <= 0.5 + SLACK, elapsed  # the caller's cancellation, not timeout_seconds=20
+    assert server.connections == 1 and own_sockets_to(server.port) == []
 
 
 # --- hooks under the Prefect harness -------------------------------------------------------------

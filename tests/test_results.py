@@ -4,7 +4,6 @@ through moto's S3 server over real HTTP, a cache hit in a fresh process, and S3 
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import logging
@@ -31,6 +30,7 @@ from prefect_etl_blocks import PolarsParquetSerializer, S3ResultStorage, datafra
 from prefect_etl_blocks.errors import CorruptResultError, ResultStorageError, UnsavedBlockError
 from prefect_etl_blocks.serializers import SIGNING_KEY_ENV, signing_key_id
 from tests.fixtures.data import make_sales
+from tests.fixtures.forgery import LeavesMarker, forge_pickle_record
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, start_moto_server
 from tests.test_serializers import envelope as forged_envelope  # a record forged by hand
 
@@ -506,16 +506,6 @@ SIGNING_KEY = "petl-results-signing-key-5d2f8e1a9c7b3e60"
 OTHER_SIGNING_KEY = "petl-rotated-signing-key-93b1c0d4e7a6f528"
 
 
-class LeavesMarker:
-    """Unpickling this creates ``path``: the stand-in for code run by a forged pickle."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def forged_frame_envelope(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
@@ -751,11 +741,8 @@ def test_a_record_naming_another_serializer_is_refused_with_a_key(
     pipeline(tag)
     frame_key, frame_record = records_by_kind(s3_client, bucket)["polars.DataFrame"]
     marker = tmp_path / "marker"
-    forged = {
-        "metadata": {**frame_record["metadata"], "serializer": {"type": "pickle"}},
-        "result": base64.b64encode(pickle.dumps(LeavesMarker(marker))).decode(),
-    }
-    s3_client.put_object(Bucket=bucket, Key=frame_key, Body=json.dumps(forged).encode())
+    forged = forge_pickle_record(frame_record, marker)
+    s3_client.put_object(Bucket=bucket, Key=frame_key, Body=forged)
     frame, _ = pipeline(tag)
     assert not marker.exists()
     assert calls == ["frame", "object", "frame"]

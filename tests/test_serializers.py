@@ -31,6 +31,7 @@ from prefect_etl_blocks import PolarsParquetSerializer
 from prefect_etl_blocks.errors import CorruptResultError, DataError, PrefectETLBlocksError
 from prefect_etl_blocks.serializers import SigningKeyError, check_stored_record, signing_key_id
 from tests.fixtures.data import make_sales
+from tests.fixtures.forgery import LeavesMarker
 
 HYPOTHESIS = settings(
     max_examples=60,
@@ -458,16 +459,6 @@ def envelope(payload: bytes, kind: str, encoding: str, compression: str | None, 
         **extra,
     }
     return json.dumps(head, separators=(",", ":")).encode() + b"\n" + base64.b64encode(payload)
-
-
-class LeavesMarker:
-    """Unpickling this creates ``path``: the stand-in for arbitrary code run by a pickle."""
-
-    def __init__(self, path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 def forged_pickle(marker, **extra) -> bytes:

@@ -10,9 +10,7 @@ S3 runs on moto's server over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import pickle
 import uuid
 import warnings
 from collections.abc import Callable
@@ -34,23 +32,9 @@ from prefect_etl_blocks.errors import CorruptResultError, UnsavedBlockError
 from prefect_etl_blocks.results import SignatureNotEnforcedWarning
 from prefect_etl_blocks.serializers import SIGNING_KEY_ENV, signing_key_id
 from tests.fixtures.data import make_sales
+from tests.fixtures.forgery import forge_pickle_record, prefect_pickle
 
 SIGNING_KEY = "petl-signed-storage-key-7c41e0b9d2a85f36"
-
-
-class LeavesMarker:
-    """Unpickling this creates ``path``: the stand-in for code run by a forged pickle."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def forged_pickle(marker: Path) -> str:
-    """What Prefect's ``pickle`` serializer stores: base64 of a (cloud)pickle."""
-    return base64.b64encode(pickle.dumps(LeavesMarker(marker))).decode()
 
 
 @dataclass
@@ -128,14 +112,6 @@ def cached_pipeline(options: dict, calls: list[str]):
     return pipeline
 
 
-def forge(record: bytes, marker: Path) -> bytes:
-    """The stored record, re-written to name Prefect's pickle serializer and carry a pickle."""
-    stored = json.loads(record)
-    stored["metadata"]["serializer"] = {"type": "pickle"}
-    stored["result"] = forged_pickle(marker)
-    return json.dumps(stored).encode()
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_forged_pickle_record_is_refused_on_every_storage(
     storage: Storage, signing_key, tmp_path, mode
@@ -150,7 +126,7 @@ def test_a_forged_pickle_record_is_refused_on_every_storage(
     assert json.loads(record)["metadata"]["serializer"]["type"] == "polars-parquet"
 
     marker = tmp_path / "marker"
-    storage.put(key, forge(record, marker))
+    storage.put(key, forge_pickle_record(record, marker))
 
     # Prefect's own store, reading as a task's cache lookup does: refused before decoding.
     store = ResultStore(result_storage=options["result_storage"])
@@ -191,7 +167,7 @@ def test_a_forged_cache_key_record_is_refused_naming_it(tmp_path, signing_key) -
 
     marker = tmp_path / "marker"
     key_file.write_text(json.dumps({**genuine, "serializer": {"type": "pickle"}}))
-    results.put(genuine["storage_key"], forged_pickle(marker).encode())
+    results.put(genuine["storage_key"], prefect_pickle(marker).encode())
 
     store = ResultStore(
         result_storage=options["result_storage"],

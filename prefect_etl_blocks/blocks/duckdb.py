@@ -2,7 +2,8 @@
 
 The ``DatabaseBlock`` methods, ``query``, the loads, the ledger and the sync/async pattern are
 shared with ``DuckLakeConnection`` and live in :mod:`prefect_etl_blocks.blocks.warehouse`; this module
-holds what is DuckDB-file specific: opening, extensions and the file lock.
+holds the block's fields. Opening, extensions and the file lock are the block's backend,
+:class:`~prefect_etl_blocks.core.duckdb_file.FileBackend`.
 
 Connections and locks: DuckDB lets one process write a database file at a time. Outside a
 ``with db:`` block every call opens the file, does its work and closes it again, so two flows in
@@ -23,24 +24,18 @@ type error, failed check, an exception in a source batch) leaves the table exact
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
-import duckdb
 from prefect.blocks.abstract import DatabaseBlock
 from pydantic import Field, PrivateAttr, field_validator
 
-from prefect_etl_blocks.blocks.warehouse import LoadMode, WarehouseMethods, check_extension_names
-from prefect_etl_blocks.core.engines import finish_result
-from prefect_etl_blocks.core.errors import ExtensionLoadError, first_line
+from prefect_etl_blocks.blocks.warehouse import WarehouseMethods, check_extension_names
+from prefect_etl_blocks.core.duckdb_file import FileBackend
 from prefect_etl_blocks.core.identifiers import quote_identifier, quote_table, split_table_name
-from prefect_etl_blocks.core.loading.connections import (
-    close_connection,
-    connect_waiting,
-    lock_wait_seconds,
-)
 from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.core.loading.engine import LoadResult
+from prefect_etl_blocks.core.loading.strategies import LoadMode
+from prefect_etl_blocks.core.session import Session
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/duckdb_connection/"
 
@@ -138,11 +133,7 @@ class DuckDBConnection(WarehouseMethods, DatabaseBlock):
         ),
     )
 
-    _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
-    _guard: threading.RLock | None = PrivateAttr(default=None)
-    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]] = PrivateAttr(default_factory=dict)
-    _held: int = PrivateAttr(default=0)
-    _last_load: LoadResult | None = PrivateAttr(default=None)
+    _session_obj: Session | None = PrivateAttr(default=None)
 
     @field_validator("extensions")
     @classmethod
@@ -160,67 +151,8 @@ class DuckDBConnection(WarehouseMethods, DatabaseBlock):
         """The database file's absolute path (or ``:memory:``)."""
         return self.database if self.is_memory else os.path.abspath(os.path.expanduser(self.database))
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        """Open a new connection, waiting for another process's lock up to the timeout."""
-        path = self.database_path
-        if not self.is_memory and not self.read_only:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        if self.read_only and not self.is_memory and not os.path.exists(path):
-            raise FileNotFoundError(
-                f'DuckDB file "{path}" does not exist, and read_only=True cannot create it. '
-                "Check the path, or write to it once with read_only=False."
-            )
-        config = dict(self.settings)
-        if self.is_memory:
-            con = duckdb.connect(path, config=config)
-        else:
-            con = connect_waiting(
-                path,
-                read_only=self.read_only,
-                config=config,
-                timeout=lock_wait_seconds(self.lock_timeout_seconds),
-                owner=self,
-            )
-        try:
-            if "enable_progress_bar" not in self.settings:
-                # A library must not draw DuckDB's progress bar on the caller's stdout.
-                con.execute("SET enable_progress_bar = false")
-            for name in self.extensions:
-                self._load_extension(con, name)
-            for statement in self.init_sql:
-                con.execute(statement)
-                finish_result(con)
-        except BaseException:
-            self._close_raw(con)
-            raise
-        return con
-
-    def _close_raw(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Close one connection and give back this block's in-process lock on the file."""
-        close_connection(con, None if self.is_memory else self.database_path, self)
-
-    @staticmethod
-    def _load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
-        try:
-            con.load_extension(name)
-            return
-        except duckdb.Error:
-            pass
-        try:
-            con.install_extension(name)
-            con.load_extension(name)
-        except duckdb.Error as exc:
-            raise ExtensionLoadError(
-                f"DuckDB extension {name!r} could not be loaded ({first_line(exc)}). It is not "
-                "bundled with this DuckDB build and could not be installed (no network?). "
-                f"Install it ahead of time (INSTALL {name}) into the extension directory, or "
-                "remove it from `extensions`."
-            ) from exc
-
-    @property
-    def _keeps_connection(self) -> bool:
-        # Closing an in-memory database would drop its data.
-        return self.is_memory
+    def _backend(self) -> FileBackend:
+        return FileBackend(self)
 
     def __repr__(self) -> str:
         return f"DuckDBConnection(database={self.database!r}, read_only={self.read_only!r})"

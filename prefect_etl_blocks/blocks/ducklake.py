@@ -15,7 +15,9 @@ secrets created and the lake ``ATTACH``ed as ``lake``; every call takes a fresh 
 (cursor) on it, ``USE``s the lake and closes it afterwards; inside ``with lake:`` one connection
 is kept. A DuckDB metadata file as catalog allows one process at a time, so there every call
 opens and closes its own DuckDB. Each connection reads one committed snapshot per transaction,
-so a reader never sees half a load.
+so a reader never sees half a load. All of that is the block's backend,
+:class:`~prefect_etl_blocks.core.lake.LakeBackend`; this module holds the fields and the
+maintenance methods and tasks.
 
 Secrets: the catalog's password is taken out of the connection string and handed to DuckDB as a
 (temporary, in-memory) secret, so it is not part of the ``ATTACH`` text DuckDB echoes in its
@@ -24,23 +26,12 @@ errors; any message that still carries it is masked. ``repr``/``str`` mask it to
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import dataclasses
 import datetime as dt
-import hashlib
-import json
-import random
 import re
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import wraps
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
-import duckdb
 import polars as pl
 from prefect import task
 from prefect.blocks.abstract import DatabaseBlock
@@ -49,146 +40,15 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from prefect_etl_blocks.blocks.warehouse import WarehouseMethods, check_extension_names
 from prefect_etl_blocks.core.engines import query_polars
-from prefect_etl_blocks.core.errors import (
-    LOCK_CONFLICT,
-    DuckDBLockTimeoutError,
-    LoadConfigError,
-    SourceUnavailableError,
-    TransactionConflictError,
-    first_line,
-)
-from prefect_etl_blocks.core.extensions import load_extension
-from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_name
-from prefect_etl_blocks.core.loading.boundary import commit_conflict
-from prefect_etl_blocks.core.loading.connections import in_transaction
-from prefect_etl_blocks.core.loading.engine import LoadResult, load
-from prefect_etl_blocks.core.loading.ledger import resolve
-from prefect_etl_blocks.integration.tasks import retry_transient
+from prefect_etl_blocks.core.errors import LoadConfigError
+from prefect_etl_blocks.core.identifiers import split_table_name
+from prefect_etl_blocks.core.lake import LAKE, LakeBackend, as_instant, close_instances
+from prefect_etl_blocks.core.lake_catalog import MASK, CatalogSpec, LakeConfig, scrub
+from prefect_etl_blocks.core.session import Session
+from prefect_etl_blocks.runtime.retries import retry_transient
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/ducklake_connection/"
-#: The name the lake is attached under (and made the default with ``USE``).
-LAKE = "lake"
-MASK = "********"
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PASSWORD_KV = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
-#: A first ATTACH creates the catalog's tables. When several processes attach a new catalog at
-#: once, all but one fail on the tables the winner just committed; attaching again then finds a
-#: complete catalog (PostgreSQL makes the losers wait for the winner's commit).
-_INIT_RACE = re.compile(
-    r"Failed to initialize DuckLake.*(duplicate key value|already exists|database is locked)", re.S
-)
-_core_settings: frozenset[str] | None = None
-#: One DuckDB instance per block configuration and process (see ``DuckLakeConnection._open``).
-_INSTANCES: dict[str, duckdb.DuckDBPyConnection] = {}
-_INSTANCES_GUARD = threading.Lock()
-
-
-def close_instances() -> int:
-    """Close this process's shared DuckLake instances and their catalog connections (they
-    are also closed at exit); returns how many were closed. Open connections stop working."""
-    with _INSTANCES_GUARD:
-        instances = list(_INSTANCES.values())
-        _INSTANCES.clear()
-    for con in instances:
-        try:
-            con.close()
-        except duckdb.Error:
-            pass
-    return len(instances)
-
-
-atexit.register(close_instances)
-
-
-class CatalogSpec:
-    """A parsed ``catalog``: its kind, the connection text without password, and the password."""
-
-    def __init__(self, raw: str) -> None:
-        text = raw.strip()
-        if text.startswith("ducklake:"):
-            text = text[len("ducklake:"):]
-        self.password: str | None = None
-        kind, _, rest = text.partition(":")
-        if kind in ("postgres", "postgresql") and rest:
-            self.kind = "postgres"
-            self.target = "postgres:" + self._take_password(rest)
-        elif kind == "sqlite" and rest:
-            self.kind, self.target = "sqlite", text
-        else:
-            self.kind = "duckdb"
-            self.target = text[len("duckdb:"):] if text.startswith("duckdb:") else text
-        if not self.target or self.target in ("postgres:", "sqlite:"):
-            raise LoadConfigError(
-                f"catalog {self.masked()!r} is empty: use 'postgres:dbname=... host=...', "
-                "'sqlite:/path/catalog.sqlite' or a DuckDB metadata file such as "
-                "'/data/lake/catalog.ducklake'."
-            )
-
-    def _take_password(self, conninfo: str) -> str:
-        if conninfo.startswith(("postgresql://", "postgres://")):
-            # DuckLake passes the text on as a key/value string, so a URI is rewritten into one.
-            parts = urlsplit(conninfo)
-            pairs: list[tuple[str, str]] = []
-            for key, value in (("dbname", parts.path.lstrip("/")), ("host", parts.hostname),
-                               ("port", parts.port), ("user", parts.username)):
-                if value:
-                    pairs.append((key, unquote(str(value))))
-            pairs.extend(parse_qsl(parts.query))
-            if parts.password is not None:
-                self.password = unquote(parts.password)
-            return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs)
-        match = _PASSWORD_KV.search(conninfo)
-        if match:
-            value = match.group(2)
-            if value.startswith("'"):
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-            self.password = value
-            conninfo = (conninfo[: match.start()] + conninfo[match.end():]).strip()
-            conninfo = re.sub(r"\s{2,}", " ", conninfo)
-        return conninfo
-
-    @property
-    def extensions(self) -> list[str]:
-        return {"postgres": ["postgres"], "sqlite": ["sqlite"]}.get(self.kind, [])
-
-    def masked(self) -> str:
-        """The catalog as it may be shown: any password replaced by ``********``."""
-        return self.target if self.password is None else f"{self.target} password={MASK}"
-
-
-def _conninfo_value(value: str) -> str:
-    """A libpq key/value string value, quoted when it holds spaces or quotes."""
-    if value and not re.search(r"[\s'\\]", value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every secret value and any ``password=...`` pair masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    return _PASSWORD_KV.sub(lambda m: m.group(1) + MASK, text)
-
-
-def _sql_literal(value: Any) -> str:
-    """A SQL literal for a ``SET`` value (booleans, numbers, or a quoted string)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _masked_errors(method: Any) -> Any:
-    """Re-raise any exception of ``method`` with the catalog's secrets masked in its text."""
-
-    @wraps(method)
-    def wrapper(self: DuckLakeConnection, *args: Any, **kwargs: Any) -> Any:
-        with self._masking():
-            return method(self, *args, **kwargs)
-
-    return wrapper
 
 
 class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
@@ -327,12 +187,7 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
         ),
     )
 
-    _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
-    _guard: threading.RLock | None = PrivateAttr(default=None)
-    _cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]] = PrivateAttr(default_factory=dict)
-    _held: int = PrivateAttr(default=0)
-    _last_load: LoadResult | None = PrivateAttr(default=None)
-    _last_attempts: int = PrivateAttr(default=0)
+    _session_obj: Session | None = PrivateAttr(default=None)
 
     @field_validator("extensions")
     @classmethod
@@ -365,220 +220,38 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
         where = f" (data {self.data_path})" if self.data_path else ""
         return f"ducklake:{self.catalog_spec.masked()}{where}"
 
-    def _secrets(self) -> list[str | None]:
-        values: list[str | None] = []
-        try:
-            values.append(self.catalog_spec.password)
-        except Exception:  # an unparseable catalog: mask the whole text instead
-            values.append(self.catalog.get_secret_value())
-        if self.aws_credentials is not None:
-            secret = self.aws_credentials.aws_secret_access_key
-            values.append(secret.get_secret_value() if secret else None)
-            token = self.aws_credentials.aws_session_token
-            values.append(token if isinstance(token, str) else None)
-        return [v for v in values if v and len(v) >= 3]
-
-    def _clean_exception(self, exc: BaseException) -> BaseException:
-        """``exc`` when no secret shows in it (or its causes), else a masked copy."""
-        secrets = self._secrets()
-        chain, current = [], exc
-        while current is not None and len(chain) < 10:
-            chain.append(current)
-            current = current.__cause__ or current.__context__
-        texts = [str(e) for e in chain]
-        if not any(scrub(t, secrets) != t for t in texts):
-            return exc
-        message = scrub(str(exc), secrets)
-        try:
-            clean = type(exc)(message)
-        except Exception:
-            clean = RuntimeError(message)
-        return clean
-
-    def _s3_secret(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _lake_config(self) -> LakeConfig:
+        """The fields as the Prefect-free backend takes them (read at every connection)."""
+        s3: dict[str, Any] | None = None
+        hidden: tuple[str | None, ...] = ()
         creds = self.aws_credentials
-        if creds is None or not creds.aws_access_key_id:
-            return
-        options: dict[str, Any] = {
-            "KEY_ID": creds.aws_access_key_id,
-            "SECRET": creds.aws_secret_access_key.get_secret_value() if creds.aws_secret_access_key else "",
-            "REGION": creds.region_name or "us-east-1",
-        }
-        if creds.aws_session_token:
-            options["SESSION_TOKEN"] = creds.aws_session_token
-        endpoint = creds.aws_client_parameters.endpoint_url if creds.aws_client_parameters else None
-        if endpoint:
-            parts = urlsplit(str(endpoint))
-            options["ENDPOINT"] = parts.netloc or parts.path
-            options["URL_STYLE"] = "path"
-            options["USE_SSL"] = parts.scheme != "http"
-        names = ", ".join(f"{key} ?" for key in options)
-        # Values are bound, never pasted; the secret lives in this connection's memory only.
-        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET __petl_lake_s3 (TYPE s3, {names})", list(options.values())).fetchall()
+        if creds is not None:
+            secret = creds.aws_secret_access_key.get_secret_value() if creds.aws_secret_access_key else None
+            token = creds.aws_session_token if isinstance(creds.aws_session_token, str) else None
+            hidden = (secret, token)
+            if creds.aws_access_key_id:
+                s3 = {"KEY_ID": creds.aws_access_key_id, "SECRET": secret or "", "REGION": creds.region_name or "us-east-1"}
+                if creds.aws_session_token:
+                    s3["SESSION_TOKEN"] = creds.aws_session_token
+                endpoint = creds.aws_client_parameters.endpoint_url if creds.aws_client_parameters else None
+                if endpoint:
+                    parts = urlsplit(str(endpoint))
+                    s3.update(ENDPOINT=parts.netloc or parts.path, URL_STYLE="path", USE_SSL=parts.scheme != "http")
+        return LakeConfig(
+            catalog=self.catalog.get_secret_value(),
+            data_path=self.data_path,
+            read_only=self.read_only,
+            settings=dict(self.settings),
+            extensions=list(self.extensions),
+            init_sql=list(self.init_sql),
+            lock_timeout_seconds=self.lock_timeout_seconds,
+            commit_retries=self.commit_retries,
+            s3=s3,
+            hidden=hidden,
+        )
 
-    # ------------------------------------------------------------------ connection handling
-    def _instance(self) -> duckdb.DuckDBPyConnection:
-        """A new DuckDB instance with the extensions loaded, the secrets set and the lake
-        attached (``init_sql`` runs here, once per instance)."""
-        spec = self.catalog_spec
-        core, extra = _split_settings(self.settings)
-        con = duckdb.connect(":memory:", config=core)
-        try:
-            for name in ["ducklake", *spec.extensions, *self._data_extensions(), *self.extensions]:
-                load_extension(con, name)
-            for name, value in extra.items():
-                con.execute(f"SET GLOBAL {name} = {_sql_literal(value)}").fetchall()
-            if spec.password is not None:
-                # The postgres extension fills in missing connection options from the secret
-                # with its default name (a named secret is only used when ATTACH names it).
-                con.execute(
-                    "CREATE OR REPLACE TEMPORARY SECRET __default_postgres (TYPE postgres, PASSWORD ?)",
-                    [spec.password],
-                ).fetchall()
-            self._s3_secret(con)
-            self._attach(con, spec)
-            con.execute(f"USE {LAKE}").fetchall()
-            for statement in self.init_sql:
-                con.execute(statement).fetchall()
-        except BaseException:
-            con.close()
-            raise
-        return con
-
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        """A new connection with the lake attached and in use.
-
-        Loading the extensions costs 0.2-0.5 s per DuckDB instance (DuckDB checks each
-        binary's signature), ten times a small load. So with a PostgreSQL or SQLite catalog the
-        block keeps one instance per process and hands out a cursor (its own connection and
-        transactions, the same attached lake) per operation. A DuckDB metadata file allows one
-        process at a time, so for it every operation opens, and closes, its own instance.
-        """
-        if self.catalog_spec.kind == "duckdb":
-            return self._instance()
-        key = self._instance_key()
-        with _INSTANCES_GUARD:
-            base = _INSTANCES.get(key)
-            if base is None:
-                base = _INSTANCES[key] = self._instance()
-            cursor = base.cursor()
-        try:
-            cursor.execute(f"USE {LAKE}").fetchall()
-        except BaseException:
-            cursor.close()
-            raise
-        return cursor
-
-    def _instance_key(self) -> str:
-        """Blocks with the same configuration share one instance per process (a Dask worker
-        unpickles a fresh block for every task; the instance outlives them)."""
-        fields = self.model_dump(mode="json", exclude={"aws_credentials"})
-        fields["catalog"] = self.catalog.get_secret_value()
-        if self.aws_credentials is not None:
-            creds = self.aws_credentials
-            fields["aws"] = [
-                creds.aws_access_key_id,
-                creds.aws_secret_access_key.get_secret_value() if creds.aws_secret_access_key else None,
-                creds.aws_session_token, creds.region_name,
-                str(creds.aws_client_parameters.endpoint_url) if creds.aws_client_parameters else None,
-            ]
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
-
-    def _drop_instance(self) -> None:
-        """Forget this configuration's shared instance (after the catalog connection failed):
-        the next operation attaches again. Connections already handed out keep working."""
-        if self.catalog_spec.kind == "duckdb":
-            return
-        with _INSTANCES_GUARD:
-            _INSTANCES.pop(self._instance_key(), None)
-
-    def _data_extensions(self) -> list[str]:
-        path = (self.data_path or "").lower()
-        return ["httpfs"] if path.startswith(("s3://", "s3a://", "gs://", "gcs://", "r2://", "http")) else []
-
-    def _attach(self, con: duckdb.DuckDBPyConnection, spec: CatalogSpec) -> None:
-        # ATTACH takes its path as a literal, not a bound parameter; quotes are doubled.
-        options = []
-        if self.data_path:
-            options.append("DATA_PATH " + _sql_literal(self.data_path))
-        if self.read_only:
-            options.append("READ_ONLY")
-        statement = f"ATTACH {_sql_literal('ducklake:' + spec.target)} AS {LAKE}"
-        if options:
-            statement += f" ({', '.join(options)})"
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.05
-        while True:
-            try:
-                con.execute(statement).fetchall()
-                return
-            except duckdb.Error as exc:
-                text = scrub(first_line(exc), self._secrets())
-                locked, racing = LOCK_CONFLICT in str(exc), bool(_INIT_RACE.search(str(exc)))
-                if (locked or racing) and time.monotonic() < deadline:
-                    # Another process holds the metadata file, or is creating the catalog.
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 1.6, 1.0)
-                    continue
-                if locked:
-                    raise DuckDBLockTimeoutError(
-                        f"The DuckLake catalog file {spec.masked()!r} is locked by another process; "
-                        f"waited {self.lock_timeout_seconds:g} s. A DuckDB metadata file allows one "
-                        "process at a time: use a PostgreSQL catalog for concurrent writers, or "
-                        "raise lock_timeout_seconds."
-                    ) from None
-                if racing:
-                    raise TransactionConflictError(
-                        f"The DuckLake catalog {spec.masked()!r} was still being created by another "
-                        f"process after {self.lock_timeout_seconds:g} s ({text}). Retrying can help; "
-                        "to avoid the wait, attach the catalog once before starting parallel workers."
-                    ) from None
-                if "does not match existing data path" in str(exc):
-                    raise LoadConfigError(
-                        f"data_path {self.data_path!r} differs from the data path stored in the "
-                        f"DuckLake catalog {spec.masked()!r} ({text}). Use the catalog's data path, "
-                        "or leave data_path empty."
-                    ) from None
-                if isinstance(exc, duckdb.IOException | duckdb.ConnectionException) or "connect" in str(exc).lower():
-                    raise SourceUnavailableError(
-                        f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}. Check that "
-                        "the catalog database is running and reachable, and its name, user and "
-                        "password."
-                    ) from None
-                raise LoadConfigError(
-                    f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}."
-                ) from None
-
-    # ------------------------------------------------------------------ hooks of WarehouseMethods
-    def _fresh_private(self) -> dict[str, Any]:
-        return {**super()._fresh_private(), "_last_attempts": 0}
-
-    @contextmanager
-    def _masking(self) -> Iterator[None]:
-        """Re-raise whatever escapes with the catalog's secrets masked in its text."""
-        try:
-            yield
-        except Exception as exc:
-            clean = self._clean_exception(exc)
-            if clean is exc:
-                raise
-            raise clean from None
-
-    def _session_broken(self) -> None:
-        # The catalog connection may be gone (server restarted): reconnect next time.
-        self._drop_instance()
-
-    def _qualify(self, con: duckdb.DuckDBPyConnection, table: str) -> str:
-        return _qualified(con, table)
-
-    def _state_scope(self, con: duckdb.DuckDBPyConnection) -> contextlib.AbstractContextManager[None]:
-        return _memory_default(con)
-
-    def _commit(
-        self, runner: Any, source: Any, table: str, replayable: bool, options: dict[str, Any]
-    ) -> LoadResult:
-        result, self._last_attempts = self._commit_with_retries(source, replayable, table, runner, options)
-        return result
+    def _backend(self) -> LakeBackend:
+        return LakeBackend(self._lake_config)
 
     def __repr__(self) -> str:
         try:
@@ -592,73 +265,19 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
     @property
     def last_load_attempts(self) -> int:
         """How many times the last load ran (1 unless a commit conflict made it run again)."""
-        return self._last_attempts
-
-    def _commit_with_retries(
-        self, source: Any, replayable: bool, table: str, runner: Any, options: dict[str, Any]
-    ) -> tuple[LoadResult, int]:
-        """One load as one commit, run again from the start on a retryable conflict."""
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay, attempt = 0.1, 0
-        while True:
-            attempt += 1
-            try:
-                try:
-                    with self._session() as con:
-                        result = _load_into_lake(con, source, table, runner, **options)
-                except duckdb.TransactionException as exc:
-                    # A COMMIT outside the engine (incremental loads) that lost the race to
-                    # create the table, a schema or the state tables: a conflict like any other.
-                    conflict = commit_conflict(exc, table=table)
-                    if conflict is None:
-                        raise
-                    raise conflict from exc
-                break
-            except TransactionConflictError as exc:
-                wait = delay * (0.5 + random.random())
-                joined = self._connection is not None and self._in_transaction(self._connection)
-                if (
-                    not replayable
-                    or joined
-                    or attempt > self.commit_retries
-                    or time.monotonic() + wait > deadline
-                ):
-                    why = (
-                        "the source is a one-shot stream that cannot be read again"
-                        if not replayable
-                        else "it is part of an outer transaction" if joined
-                        else f"it conflicted {attempt} time(s) within {self.lock_timeout_seconds:g} s"
-                    )
-                    raise TransactionConflictError(
-                        f"{first_line(exc)} Not retried here because {why}. Another writer kept "
-                        "changing the same rows; running the load again (a task retry) can "
-                        "succeed, or raise commit_retries / lock_timeout_seconds."
-                    ) from exc
-                time.sleep(wait)
-                delay = min(delay * 2, 5.0)
-        return result, attempt
-
-    def _in_transaction(self, con: duckdb.DuckDBPyConnection) -> bool:
-        # Asked of DuckDB's own in-memory catalog (txid_current() fails when the default
-        # catalog is a DuckLake): the same transaction id twice means an open transaction.
-        # A timestamp comparison is not used: two quick autocommit statements can share one.
-        with _memory_default(con):
-            return in_transaction(con)
+        return 0 if self._session_obj is None else self._session_obj.last_attempts
 
     # ------------------------------------------------------------------ DuckLake maintenance
-    @_masked_errors
     def snapshots(self) -> pl.DataFrame:
         """The lake's snapshots (id, time, schema version, changes), oldest first."""
-        with self._session() as con:
-            return query_polars(con, f"SELECT * FROM ducklake_snapshots('{LAKE}') ORDER BY snapshot_id")
+        sql = f"SELECT * FROM ducklake_snapshots('{LAKE}') ORDER BY snapshot_id"
+        return self._warehouse.using(lambda con: query_polars(con, sql))
 
-    @_masked_errors
     def current_snapshot(self) -> int:
         """The id of the newest committed snapshot."""
-        with self._session() as con:
-            return con.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE}')").fetchall()[0][0]
+        sql = f"SELECT id FROM ducklake_current_snapshot('{LAKE}')"
+        return self._warehouse.using(lambda con: con.execute(sql).fetchall()[0][0])
 
-    @_masked_errors
     def compact(
         self,
         table: str | None = None,
@@ -683,10 +302,9 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
             if value is not None:
                 args.append(f"{name} => ?")
                 params.append(int(value))
-        with self._session() as con:
-            return query_polars(con, f"SELECT * FROM ducklake_merge_adjacent_files({', '.join(args)})", params)
+        sql = f"SELECT * FROM ducklake_merge_adjacent_files({', '.join(args)})"
+        return self._warehouse.using(lambda con: query_polars(con, sql, params))
 
-    @_masked_errors
     def expire_snapshots(
         self,
         older_than: dt.datetime | dt.timedelta | None = None,
@@ -703,14 +321,13 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
         args, params = [f"'{LAKE}'", "dry_run => ?"], [bool(dry_run)]
         if older_than is not None:
             args.append("older_than => ?::TIMESTAMPTZ")
-            params.append(_as_instant(older_than))
+            params.append(as_instant(older_than))
         if versions:
             args.append("versions => ?::UBIGINT[]")
             params.append([int(v) for v in versions])
-        with self._session() as con:
-            return query_polars(con, f"SELECT * FROM ducklake_expire_snapshots({', '.join(args)})", params)
+        sql = f"SELECT * FROM ducklake_expire_snapshots({', '.join(args)})"
+        return self._warehouse.using(lambda con: query_polars(con, sql, params))
 
-    @_masked_errors
     def cleanup_old_files(
         self,
         older_than: dt.datetime | dt.timedelta | None = None,
@@ -728,62 +345,10 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
             args.append("cleanup_all => true")
         if older_than is not None:
             args.append("older_than => ?::TIMESTAMPTZ")
-            params.append(_as_instant(older_than))
-        with self._session() as con:
-            return query_polars(con, f"SELECT * FROM ducklake_cleanup_old_files({', '.join(args)})", params)
+            params.append(as_instant(older_than))
+        sql = f"SELECT * FROM ducklake_cleanup_old_files({', '.join(args)})"
+        return self._warehouse.using(lambda con: query_polars(con, sql, params))
 
-
-def _load_into_lake(
-    con: duckdb.DuckDBPyConnection, source: Any, table: str, runner: Any = load, **options: Any
-) -> LoadResult:
-    """Run the engine's :func:`load` (or ``runner``: an incremental or cursor load, which take
-    the same ``con, source, table``) into the lake with DuckDB's own in-memory catalog as the
-    default and the target spelled ``lake.schema.table``.
-
-    Why: the engine asks ``txid_current()`` whether the connection is in a transaction, and
-    DuckDB raises ``INTERNAL Error: DuckTransaction::Get called on non-DuckDB transaction``
-    when the default catalog is a DuckLake. With ``memory`` as the default for the length of
-    the load the question is answered by DuckDB's catalog; every name the engine writes is
-    qualified, so the data still goes to the lake. The result reports the name the caller gave.
-    """
-    qualified = _qualified(con, table)
-    with _memory_default(con):
-        result = runner(con, source, qualified, **options)
-    return dataclasses.replace(result, table=table)
-
-
-def _qualified(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """``table`` spelled ``lake.schema.table`` (names quoted) as DuckDB resolves it: ``raw``,
-    ``main.raw`` and ``lake.raw`` (the lake's catalog, schema ``main``) are one table."""
-    ref = resolve(con, split_table_name(table))
-    return ".".join(quote_identifier(p) for p in (ref.catalog, ref.schema, ref.name))
-
-
-@contextmanager
-def _memory_default(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DuckDB's in-memory catalog as the default while the engine works on qualified names (see
-    :func:`_load_into_lake` for why)."""
-    con.execute("USE memory").fetchall()
-    try:
-        yield
-    finally:
-        con.execute(f"USE {LAKE}").fetchall()
-
-
-def _as_instant(value: dt.datetime | dt.timedelta) -> dt.datetime:
-    if isinstance(value, dt.timedelta):
-        return dt.datetime.now(dt.timezone.utc) - value
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Settings DuckDB knows at connect time, and the rest (extension settings, set later)."""
-    global _core_settings
-    if _core_settings is None:
-        with duckdb.connect() as probe:
-            _core_settings = frozenset(r[0] for r in probe.execute("SELECT name FROM duckdb_settings()").fetchall())
-    core = {k: v for k, v in settings.items() if k in _core_settings}
-    return core, {k: v for k, v in settings.items() if k not in core}
 
 
 # ---------------------------------------------------------------------- Prefect tasks
@@ -830,6 +395,9 @@ def cleanup_ducklake_files(lake: DuckLakeConnection, keep_days: float = 1) -> in
 
 
 __all__ = [
+    "LAKE",
+    "MASK",
+    "CatalogSpec",
     "DuckLakeConnection",
     "close_instances",
     "cleanup_ducklake_files",

@@ -1,13 +1,12 @@
 """``EmailNotifier`` (an SMTP ``NotificationBlock``) and ``email_notifier`` state hooks.
 
-Sync and async follow the pattern of :mod:`prefect_etl_blocks.blocks.duckdb`: ``anotify`` is the async
-twin and ``notify`` is decorated with Prefect's ``@async_dispatch(anotify)``, so ``notify`` sends
-and returns in sync code and is awaitable in async code (the SMTP work then runs in a worker
-thread).
+Delivery is :mod:`prefect_etl_blocks.core.smtp` (aiosmtplib, natively async): ``asend`` and
+``anotify`` are the primary path; ``send`` runs ``asend`` to completion from sync code, and
+``notify`` is decorated with Prefect's ``@async_dispatch(anotify)``, so it sends and returns in
+sync code and is awaitable in async code.
 
 ``timeout_seconds`` bounds a whole delivery attempt (connect, TLS, AUTH, the message, QUIT), not
-each socket read: every read and write gets only the time left before the attempt's deadline, so
-a server that answers one byte a second cannot hold a flow. Failures are
+each socket read, so a server that answers one byte a second cannot hold a flow. Failures are
 :class:`~prefect_etl_blocks.core.errors.EmailDeliveryError` (transient: retried up to ``max_retries``)
 or :class:`~prefect_etl_blocks.core.errors.EmailRejectedError` (the server or the settings said no:
 never retried). No error, chained exception or log line holds the password.
@@ -19,35 +18,34 @@ hook errors, so the run keeps its own state and exception.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
+import asyncio
 import html
 import json
 import logging
-import smtplib
-import socket
-import ssl
 import string
-import sys
-import time
 import traceback
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from enum import Enum
 from typing import Any
 
-import anyio.to_thread
 from prefect.blocks.abstract import NotificationBlock
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from prefect_etl_blocks.core.errors import (
-    EmailDeliveryError,
-    EmailRejectedError,
     NotificationTemplateError,
     PrefectETLBlocksError,
     UnsavedBlockError,
+)
+from prefect_etl_blocks.core.smtp import (
+    DEFAULT_PORTS,
+    FAILURES,
+    SMTPEndpoint,
+    SMTPSession,
+    SMTPType,
+    classify,
+    run_blocking,
+    run_session,
 )
 from prefect_etl_blocks.runtime.compat import async_dispatch
 
@@ -64,17 +62,6 @@ DEFAULT_BODY = (
 logger = logging.getLogger("prefect_etl_blocks.blocks.notifications")
 
 
-class SMTPType(str, Enum):
-    """How the connection is secured."""
-
-    SSL = "SSL"
-    STARTTLS = "STARTTLS"
-    INSECURE = "INSECURE"
-
-
-_DEFAULT_PORTS = {SMTPType.SSL: 465, SMTPType.STARTTLS: 587, SMTPType.INSECURE: 25}
-
-
 def _check_header(value: str, field: str) -> str:
     if "\r" in value or "\n" in value:
         raise ValueError(f"{field} must not contain line breaks (header injection): {value!r}.")
@@ -86,211 +73,6 @@ def _check_address(value: str, field: str) -> str:
     if "@" not in value or any(c.isspace() for c in value) or value.count("@") != 1:
         raise ValueError(f"{field} has an invalid email address {value!r}; expected name@example.com.")
     return value
-
-
-# --- one delivery attempt under one deadline ---------------------------------------------
-
-#: Mechanisms tried in smtplib's order of preference, each with UTF-8 credentials.
-_AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
-
-
-class _DeadlineExceeded(TimeoutError):
-    """The delivery attempt used up ``timeout_seconds``."""
-
-
-class _Failure(Exception):
-    """A setting the server cannot work with, diagnosed here; the message is final (not retried)."""
-
-
-class _DeadlineReader:
-    """Reply lines read from ``sock``, each ``recv`` limited to the time left in the attempt.
-
-    It replaces the ``makefile()`` reader of :class:`smtplib.SMTP`, whose reads each wait up to
-    the socket timeout: a server sending one byte per second would never trip that timeout.
-    """
-
-    def __init__(self, sock: socket.socket, client: _DeadlineSMTP) -> None:
-        self._sock = sock
-        self._client = client
-        self._buffer = bytearray()
-
-    def readline(self, limit: int) -> bytes:
-        while True:
-            newline = self._buffer.find(b"\n", 0, limit)
-            if newline >= 0 or len(self._buffer) >= limit:
-                end = newline + 1 if newline >= 0 else limit
-                line = bytes(self._buffer[:end])
-                del self._buffer[:end]
-                return line
-            self._sock.settimeout(self._client.remaining())
-            try:
-                chunk = self._sock.recv(4096)
-            except TimeoutError:
-                self._client.timed_out = True
-                raise
-            if not chunk:  # end of stream: smtplib reports the disconnect
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                return line
-            self._buffer += chunk
-
-    def close(self) -> None:
-        self._buffer.clear()
-
-
-class _DeadlineSMTP(smtplib.SMTP):
-    """:class:`smtplib.SMTP` whose connect, TLS handshakes, reads and writes share one deadline.
-
-    Before each socket operation the socket timeout is set to the time left, so the attempt
-    ends at the deadline however the server paces its bytes. ``implicit_tls`` wraps the socket
-    at connect time (``smtp_type=SSL``). No threads are involved; ``close()`` releases the socket.
-    """
-
-    def __init__(self, host: str, timeout_seconds: float, implicit_tls: ssl.SSLContext | None) -> None:
-        self.deadline = time.monotonic() + timeout_seconds
-        self.timed_out = False
-        self._implicit_tls = implicit_tls
-        super().__init__(timeout=timeout_seconds)
-        self._host = host  # TLS server name; smtplib sets it only when __init__ connects
-
-    def remaining(self) -> float:
-        """Seconds left before the deadline; raises once it has passed."""
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            self.timed_out = True
-            raise _DeadlineExceeded("the delivery attempt used up timeout_seconds")
-        return left
-
-    def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
-        sock = self._open(host, port)
-        if self._implicit_tls is None:
-            return sock
-        try:
-            sock.settimeout(self.remaining())  # bounds the whole handshake (one ssl call)
-            return self._implicit_tls.wrap_socket(sock, server_hostname=host)
-        except BaseException:
-            sock.close()
-            raise
-
-    def _open(self, host: str, port: int) -> socket.socket:
-        last_error: OSError | None = None
-        for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.settimeout(self.remaining())
-                sock.connect(address)
-                return sock
-            except OSError as exc:
-                sock.close()
-                if isinstance(exc, TimeoutError):
-                    self.timed_out = True
-                    raise
-                last_error = exc
-        if last_error is None:
-            raise OSError(f"no address found for {host!r}")
-        raise last_error
-
-    def send(self, s: str | bytes) -> None:  # type: ignore[override]
-        if isinstance(s, str):
-            s = s.encode(self.command_encoding)
-        if not self.sock:
-            raise smtplib.SMTPServerDisconnected("please run connect() first")
-        sys.audit("smtplib.send", self, s)
-        data = memoryview(s)
-        try:
-            while data:
-                self.sock.settimeout(self.remaining())
-                data = data[self.sock.send(data):]
-        except OSError as exc:
-            self.timed_out = self.timed_out or isinstance(exc, TimeoutError)
-            self.close()
-            raise smtplib.SMTPServerDisconnected("Server not connected") from None
-
-    def getreply(self) -> tuple[int, bytes]:
-        if self.sock is None:
-            raise smtplib.SMTPServerDisconnected("please run connect() first")
-        if self.file is None:  # new connection, or smtplib dropped the reader after STARTTLS
-            self.file = _DeadlineReader(self.sock, self)  # type: ignore[assignment]
-        reply = super().getreply()
-        if self.sock is not None:
-            # The STARTTLS handshake that may follow uses the socket timeout as it stands.
-            self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
-        return reply
-
-
-def _utf8(text: str, field: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    # Raised outside the except block: the UnicodeEncodeError (whose .object is the whole
-    # secret) must not become this error's __context__.
-    raise _Failure(
-        f"The SMTP {field} cannot be sent: it contains characters that are not valid Unicode "
-        "(lone surrogates, typical of text decoded with the wrong encoding). Enter the "
-        f"{field} again in the EmailNotifier block."
-    )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _auth_exchange(client: smtplib.SMTP, mechanism: str, user: bytes, password: bytes) -> tuple[int, bytes]:
-    """One SMTP AUTH dialogue (RFC 4954) with UTF-8 credentials; returns the final reply."""
-    if mechanism == "PLAIN":  # RFC 4616: authzid NUL authcid NUL passwd, all UTF-8
-        code, reply = client.docmd("AUTH", "PLAIN " + _b64(b"\0" + user + b"\0" + password))
-        answers: list[bytes] = []
-    elif mechanism == "LOGIN":
-        code, reply = client.docmd("AUTH", "LOGIN")
-        answers = [user, password]
-    else:  # CRAM-MD5 (RFC 2195)
-        code, reply = client.docmd("AUTH", "CRAM-MD5")
-        answers = []
-        if code == 334:
-            try:
-                challenge = base64.b64decode(reply)
-            except (binascii.Error, ValueError):
-                challenge = b""
-            digest = hmac.new(password, challenge, "md5").hexdigest().encode("ascii")
-            code, reply = client.docmd(_b64(user + b" " + digest))
-    while code == 334 and answers:
-        code, reply = client.docmd(_b64(answers.pop(0)))
-    if code == 334:  # a challenge we cannot answer: cancel, as RFC 4954 asks
-        code, reply = client.docmd("*")
-    return code, reply
-
-
-def _authenticate(client: smtplib.SMTP, username: str, password: SecretStr | None, where: str) -> None:
-    """Log in with UTF-8 credentials (smtplib's own ``login`` allows ASCII only)."""
-    client.ehlo_or_helo_if_needed()
-    if not client.has_extn("auth"):
-        raise _Failure(
-            f"SMTP server {where} does not offer AUTH, but username is set. Remove username and "
-            "password, or secure the connection first (smtp_type STARTTLS or SSL): many servers "
-            "offer AUTH only over TLS."
-        )
-    offered = client.esmtp_features["auth"].upper().split()
-    usable = [m for m in _AUTH_MECHANISMS if m in offered]
-    if not usable:
-        raise _Failure(
-            f"SMTP server {where} offers AUTH {' '.join(offered) or '(none)'}; EmailNotifier "
-            f"supports {', '.join(_AUTH_MECHANISMS)}. Ask the mail administrator for one of them."
-        )
-    user = _utf8(username, "username")
-    secret = _utf8(password.get_secret_value() if password else "", "password")
-    code, reply = 0, b""
-    # Like smtplib: some servers advertise mechanisms they refuse, so try each one offered.
-    for mechanism in usable:
-        code, reply = _auth_exchange(client, mechanism, user, secret)
-        if code in (235, 503):  # 503: already authenticated
-            return
-    raise smtplib.SMTPAuthenticationError(code, reply)
-
-
-def _reply_text(reply: Any) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return " ".join(text.split())
 
 
 class EmailNotifier(NotificationBlock):
@@ -362,7 +144,7 @@ class EmailNotifier(NotificationBlock):
     @property
     def port(self) -> int:
         """The port used: ``smtp_port`` or the default of ``smtp_type``."""
-        return self.smtp_port or _DEFAULT_PORTS[self.smtp_type]
+        return self.smtp_port or DEFAULT_PORTS[self.smtp_type]
 
     def build_message(self, body: str, subject: str | None = None, recipients: list[str] | None = None) -> EmailMessage:
         """The multipart (plain text + HTML) message ``notify`` would send."""
@@ -389,115 +171,30 @@ class EmailNotifier(NotificationBlock):
     def _where(self) -> str:
         return f"{self.smtp_server}:{self.port}"
 
-    def _redact(self, text: str) -> str:
-        """``text`` with the password masked (server replies and OS errors are quoted)."""
-        secret = self.password.get_secret_value() if self.password else ""
-        return text.replace(secret, "**********") if secret else text
+    def _endpoint(self, timeout_seconds: float | None = None) -> SMTPEndpoint:
+        """Where and how to connect (``timeout_seconds`` defaults to the block's)."""
+        return SMTPEndpoint(
+            self.smtp_server, self.port, self.smtp_type, timeout_seconds or self.timeout_seconds,
+            self.username, self.password.get_secret_value() if self.password else None,
+            self.ca_bundle_path, self.verify_tls,
+        )
 
-    def _tls_context(self) -> ssl.SSLContext:
-        problem = ""
-        try:
-            context = ssl.create_default_context(cafile=self.ca_bundle_path)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            problem = f"{type(exc).__name__}: {exc}"
-        if problem:
-            raise _Failure(
-                f"ca_bundle_path {self.ca_bundle_path!r} cannot be used as a CA bundle ({problem}). "
-                "Point it at a readable PEM file, or unset it to trust the system's CAs."
-            )
-        if not self.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def _deliver(self, client: _DeadlineSMTP, message: EmailMessage, envelope: list[str]) -> None:
-        code, reply = client.connect(self.smtp_server, self.port)
-        if code != 220:
-            raise smtplib.SMTPConnectError(code, reply)
-        client.ehlo_or_helo_if_needed()
-        if self.smtp_type is SMTPType.STARTTLS:
-            if not client.has_extn("starttls"):
-                raise _Failure(
-                    f"SMTP server {self._where} does not offer STARTTLS, but smtp_type is "
-                    "'STARTTLS'. Change smtp_type to match the server: 'SSL' for implicit TLS "
-                    "(usually port 465), 'STARTTLS' only for servers that advertise it (usually "
-                    "port 587), or 'INSECURE' for an unencrypted server on a trusted network."
-                )
-            client.starttls(context=self._tls_context())
-            client.ehlo_or_helo_if_needed()
-        if self.username:
-            _authenticate(client, self.username, self.password, self._where)
-        client.send_message(message, from_addr=self.from_address, to_addrs=envelope)
-        try:
-            client.docmd("QUIT")
-        except (OSError, smtplib.SMTPException):
-            pass  # the server accepted the message; a failed goodbye must not cause a resend
-
-    def _classify(self, exc: BaseException, timed_out: bool) -> PrefectETLBlocksError:
-        """The library error for one failed attempt (built here, raised by the caller)."""
-        where = self._where
-        if isinstance(exc, _Failure):
-            return EmailRejectedError(self._redact(str(exc)))
-        if isinstance(exc, smtplib.SMTPRecipientsRefused):
-            refused = exc.recipients.items()
-            transient = bool(refused) and all(400 <= code < 500 for code, _ in exc.recipients.values())
-            detail = "; ".join(f"{addr} ({code} {_reply_text(text)})" for addr, (code, text) in refused)
-            cls = EmailDeliveryError if transient else EmailRejectedError
-            return cls(self._redact(f"SMTP server {where} refused the recipients: {detail}."))
-        if isinstance(exc, smtplib.SMTPResponseException):
-            code = exc.smtp_code
-            transient = 400 <= code < 500
-            cls = EmailDeliveryError if transient else EmailRejectedError
-            reply = f"{code} {_reply_text(exc.smtp_error)}"
-            if isinstance(exc, smtplib.SMTPAuthenticationError):
-                text = (f"SMTP server {where} refused authentication for user {self.username!r} "
-                        f"({reply}). Check username and password.")
-            else:
-                text = f"SMTP server {where} rejected the message: {reply}."
-            if transient:
-                text += " The server called this temporary; max_retries retries it."
-            return cls(self._redact(text))
-        if isinstance(exc, ssl.SSLError) and not isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return EmailRejectedError(self._redact(
-                f"TLS with SMTP server {where} failed: {exc.reason or exc}. Set ca_bundle_path to "
-                "the CA that signed the server certificate, or check smtp_type matches the port "
-                "(SSL usually 465, STARTTLS usually 587)."
-            ))
-        if timed_out or isinstance(exc, TimeoutError):
-            return EmailDeliveryError(
-                f"SMTP server {where} did not complete the delivery within timeout_seconds="
-                f"{self.timeout_seconds:g} (connect, TLS, AUTH, message and QUIT together). The "
-                "server is down, overloaded or slow: check it, or raise timeout_seconds."
-            )
-        if isinstance(exc, smtplib.SMTPNotSupportedError):
-            return EmailRejectedError(self._redact(f"SMTP server {where} cannot take this message: {exc}"))
-        if isinstance(exc, UnicodeError):
-            return EmailRejectedError(self._redact(
-                f"The message for SMTP server {where} has text that cannot be sent: {exc}. Use "
-                "ASCII addresses, or a server that supports SMTPUTF8."
-            ))
-        return EmailDeliveryError(self._redact(
-            f"Could not send email through SMTP server {where}: {type(exc).__name__}: {exc}. "
-            "Check smtp_server, the port and that the server is reachable."
-        ))
-
-    def _attempt(self, message: EmailMessage, envelope: list[str]) -> PrefectETLBlocksError | None:
+    async def _attempt(self, message: EmailMessage, envelope: list[str]) -> PrefectETLBlocksError | None:
         """One delivery under one deadline; the error to raise, or None once delivered."""
-        client: _DeadlineSMTP | None = None
+        endpoint = self._endpoint()
+
+        async def send(session: SMTPSession) -> None:
+            await session.client.send_message(message, sender=self.from_address, recipients=envelope)
+
         try:
-            implicit = self._tls_context() if self.smtp_type is SMTPType.SSL else None
-            client = _DeadlineSMTP(self.smtp_server, self.timeout_seconds, implicit)
-            self._deliver(client, message, envelope)
-        except (OSError, smtplib.SMTPException, UnicodeError, _Failure) as exc:
+            await run_session(endpoint, send)
+        except FAILURES as exc:
             # Only build the error here: raised inside this block it would keep ``exc`` (and
             # everything it references) as its __context__.
-            return self._classify(exc, client is not None and client.timed_out)
-        finally:
-            if client is not None:
-                client.close()
+            return classify(exc, endpoint)
         return None
 
-    def send(self, body: str, subject: str | None = None, recipients: list[str] | None = None) -> None:
+    async def asend(self, body: str, subject: str | None = None, recipients: list[str] | None = None) -> None:
         """Send now, retrying transient failures up to ``max_retries`` times.
 
         Each attempt, from connecting to QUIT, ends within ``timeout_seconds``.
@@ -509,16 +206,20 @@ class EmailNotifier(NotificationBlock):
         message = self.build_message(body, subject, recipients)
         envelope = list(dict.fromkeys((recipients or self.to_addresses) + self.cc + self.bcc))
         for attempt in range(self.max_retries + 1):
-            failure = self._attempt(message, envelope)
+            failure = await self._attempt(message, envelope)
             if failure is None:
                 return
             if not failure.retryable or attempt == self.max_retries:
                 raise failure from None
-            time.sleep(min(0.2 * 2**attempt, 2.0))
+            await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+
+    def send(self, body: str, subject: str | None = None, recipients: list[str] | None = None) -> None:
+        """Sync twin of :meth:`asend` (also from sync hooks of async flows)."""
+        run_blocking(lambda: self.asend(body, subject, recipients))
 
     async def anotify(self, body: str, subject: str | None = None) -> None:
         """Async twin of :meth:`notify`."""
-        await anyio.to_thread.run_sync(self.send, body, subject)
+        await self.asend(body, subject)
 
     @async_dispatch(anotify)
     def notify(self, body: str, subject: str | None = None) -> None:  # type: ignore[override]
@@ -550,7 +251,8 @@ def _check_template(template: str, what: str) -> None:
 
 def _exception_text(state: Any) -> str:
     try:
-        exc = state.result(raise_on_failure=False)
+        # _sync: in a hook of an async flow, result() would otherwise return a coroutine.
+        exc = state.result(raise_on_failure=False, _sync=True)
     except Exception as error:  # result unavailable (not persisted): the state message says it
         exc = error
     if isinstance(exc, BaseException):

@@ -11,15 +11,9 @@ credentials taken from a prefect-aws ``AwsCredentials`` block, including
 
 from __future__ import annotations
 
-import fnmatch
-import glob as globlib
 import hashlib
 import json
-import os
-import re
-import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -28,6 +22,9 @@ from prefect.types import SecretDict
 from prefect_aws import AwsCredentials
 from pydantic import Field, ValidationError, field_validator
 
+from prefect_etl_blocks.blocks.object_store import polars_storage_options, s3_client
+from prefect_etl_blocks.core import listing
+from prefect_etl_blocks.core.dtypes import check_dtype_names, check_expected
 from prefect_etl_blocks.core.engines import collect_batches
 from prefect_etl_blocks.core.errors import (
     NETWORK,
@@ -39,37 +36,12 @@ from prefect_etl_blocks.core.errors import (
     first_line,
     is_transient,
 )
+from prefect_etl_blocks.core.files import local_identity as local_identity
+from prefect_etl_blocks.core.files import s3_identity as s3_identity
 from prefect_etl_blocks.core.filters import Filter, parse_filter
+from prefect_etl_blocks.core.listing import ParquetFile
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/parquet_source/"
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_DTYPE_ALIASES = {"utf8": "string", "str": "string", "int": "int64", "float": "float64", "bool": "boolean"}
-
-
-@dataclass(frozen=True)
-class ParquetFile:
-    """One matched file: its path, size and version marker.
-
-    The path is the file's one canonical identity, whatever spelling of the source matched it:
-    a resolved absolute local path (``~``, ``..`` and symlinks resolved, so the working
-    directory does not change it), or ``s3://bucket/key`` (scheme lower case, no credentials,
-    no query string). Incremental loads record files under it.
-    """
-
-    path: str
-    size: int
-    version: str  # local: mtime in ns; S3: the object's ETag
-
-
-def _normalise_dtype_name(name: str) -> str:
-    key = re.sub(r"\s+", "", str(name)).lower()
-    return _DTYPE_ALIASES.get(key, key)
-
-
-def _dtype_matches(actual: pl.DataType, expected: str) -> bool:
-    wanted = _normalise_dtype_name(expected)
-    base = _normalise_dtype_name(actual.base_type().__name__)
-    return wanted in (_normalise_dtype_name(str(actual)), _normalise_dtype_name(repr(actual)), base)
 
 
 class ParquetSource(Block):
@@ -165,20 +137,7 @@ class ParquetSource(Block):
     @field_validator("expected_schema")
     @classmethod
     def _known_dtype_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for column, name in (value or {}).items():
-            base = _normalise_dtype_name(name).split("(")[0]
-            known = {
-                n.lower(): n
-                for n in dir(pl.datatypes)
-                if isinstance(getattr(pl.datatypes, n), type)
-                and issubclass(getattr(pl.datatypes, n), pl.DataType)
-            }
-            if base not in known:
-                raise ValueError(
-                    f"expected_schema[{column!r}] = {name!r} is not a Polars dtype name; "
-                    "use names such as 'Int64', 'Float64', 'String', 'Date', 'Datetime', "
-                    "'Boolean', 'Decimal(38, 2)' or 'List(Int64)'."
-                )
+        check_dtype_names(value or {})
         return value
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -241,7 +200,7 @@ class ParquetSource(Block):
     @property
     def is_remote(self) -> bool:
         """True for ``s3://`` paths."""
-        return self.path.startswith(("s3://", "s3a://"))
+        return listing.is_remote(self.path)
 
     def polars_storage_options(self) -> dict[str, str] | None:
         """The ``storage_options`` Polars needs for this path (None for local paths).
@@ -251,25 +210,7 @@ class ParquetSource(Block):
         """
         if not self.is_remote:
             return None
-        options: dict[str, str] = {}
-        creds = self.aws_credentials
-        if creds is not None:
-            if creds.aws_access_key_id:
-                options["aws_access_key_id"] = creds.aws_access_key_id
-            if creds.aws_secret_access_key:
-                options["aws_secret_access_key"] = creds.aws_secret_access_key.get_secret_value()
-            if creds.aws_session_token:
-                options["aws_session_token"] = creds.aws_session_token
-            if creds.region_name:
-                options["aws_region"] = creds.region_name
-            endpoint = creds.aws_client_parameters.endpoint_url
-            if endpoint:
-                options["aws_endpoint_url"] = str(endpoint)
-                if str(endpoint).startswith("http://"):
-                    options["aws_allow_http"] = "true"
-        for key, value in self.storage_options.get_secret_value().items():
-            options[key] = value if isinstance(value, str) else json.dumps(value)
-        return options
+        return polars_storage_options(self.aws_credentials, self.storage_options.get_secret_value())
 
     def list_files(self) -> list[ParquetFile]:
         """Every file the path matches, sorted by path, with size and version marker.
@@ -279,7 +220,7 @@ class ParquetSource(Block):
         """
         if self.is_remote:
             try:
-                found = self._list_s3()
+                found = listing.list_s3(self._s3_client(), self.path)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -293,16 +234,14 @@ class ParquetSource(Block):
                     "succeed."
                 ) from problem
         else:
-            found = self._list_local()
-        # One entry per identity: two symlinks to one file, or overlapping glob matches.
-        found = list({f.path: f for f in found}.values())
+            found = listing.list_local(self.path)
         if not found:
-            kind = "glob" if _GLOB_CHARS.search(self.path) else "path"
+            kind = "glob" if listing.GLOB_CHARS.search(self.path) else "path"
             raise SourceNotFoundError(
                 f"ParquetSource {kind} {self.path!r} matched no Parquet files. Check that the "
                 "path exists and is spelled right; folders are searched for *.parquet files."
             )
-        return sorted(found, key=lambda f: f.path)
+        return listing.unique_sorted(found)
 
     def files(self) -> list[str]:
         """The matched file paths (local paths or ``s3://`` URIs), sorted."""
@@ -318,82 +257,12 @@ class ParquetSource(Block):
         payload = json.dumps([[f.path, f.size, f.version] for f in self.list_files()])
         return hashlib.sha256(payload.encode()).hexdigest()
 
-    def _list_local(self) -> list[ParquetFile]:
-        path = os.path.expanduser(self.path)
-        if _GLOB_CHARS.search(path):
-            candidates = globlib.glob(path, recursive=True)
-        elif os.path.isdir(path):
-            candidates = globlib.glob(os.path.join(path, "**", "*.parquet"), recursive=True)
-        elif os.path.exists(path):
-            candidates = [path]
-        else:
-            return []
-        files = []
-        folders: dict[str, str] = {}  # each folder resolved once, not each of its files
-        for candidate in candidates:
-            folder, name = os.path.split(candidate)
-            if name.startswith((".", "_")):
-                continue
-            info = os.lstat(candidate)
-            if stat.S_ISLNK(info.st_mode):
-                identity = local_identity(candidate)
-                info = os.stat(identity) if os.path.exists(identity) else info
-            else:
-                if folder not in folders:
-                    folders[folder] = local_identity(folder or ".")
-                identity = os.path.join(folders[folder], name)
-            if stat.S_ISREG(info.st_mode):
-                files.append(ParquetFile(identity, info.st_size, str(info.st_mtime_ns)))
-        return files
-
     def _hive_default(self, files: list[str]) -> bool:
         """Polars' default for ``hive_partitioning``: on unless the path names one file."""
-        if len(files) > 1:
-            return True
-        if self.is_remote:
-            return s3_identity(self.path.rstrip("/")) != files[0]
-        return local_identity(self.path) != files[0]
+        return not listing.names_one_file(self.path, files)
 
     def _s3_client(self) -> Any:
-        if self.aws_credentials is not None:
-            return self.aws_credentials.get_s3_client()
-        import boto3
-
-        options = self.polars_storage_options() or {}
-        return boto3.client(
-            "s3",
-            endpoint_url=options.get("aws_endpoint_url") or options.get("endpoint_url"),
-            aws_access_key_id=options.get("aws_access_key_id"),
-            aws_secret_access_key=options.get("aws_secret_access_key"),
-            aws_session_token=options.get("aws_session_token"),
-            region_name=options.get("aws_region") or options.get("region"),
-        )
-
-    def _list_s3(self) -> list[ParquetFile]:
-        scheme, bucket, key = _split_s3(self.path)
-        client = self._s3_client()
-        glob_at = _GLOB_CHARS.search(key)
-        prefix = key[: glob_at.start()] if glob_at else key
-        if not glob_at and key and not key.endswith("/"):
-            # An exact object, or a "folder" prefix when no such object exists.
-            listing = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2)
-            exact = [o for o in listing.get("Contents", []) if o["Key"] == key]
-            if exact:
-                obj = exact[0]
-                return [ParquetFile(f"{scheme}://{bucket}/{key}", obj["Size"], obj["ETag"])]
-            prefix = key + "/"
-        files = []
-        paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                name = obj["Key"]
-                if glob_at:
-                    if not fnmatch.fnmatchcase(name, key):
-                        continue
-                elif not name.endswith(".parquet"):
-                    continue
-                files.append(ParquetFile(f"{scheme}://{bucket}/{name}", obj["Size"], obj["ETag"]))
-        return files
+        return s3_client(self.aws_credentials, self.polars_storage_options() or {})
 
     # ------------------------------------------------------------------ schema and scans
     def _file_schema(self, path: str) -> pl.Schema:
@@ -438,19 +307,7 @@ class ParquetSource(Block):
         return combined
 
     def _check_expected(self, schema: pl.Schema, where: str, *, partial: bool) -> None:
-        for column, expected in (self.expected_schema or {}).items():
-            if column not in schema:
-                if partial:
-                    continue  # may be a hive partition column; checked on the combined schema
-                raise SchemaMismatchError(
-                    f"{where}: expected column {column!r} ({expected}) is missing; "
-                    f"found columns {list(schema)}. Fix the data or expected_schema."
-                )
-            if not _dtype_matches(schema[column], expected):
-                raise SchemaMismatchError(
-                    f"{where}: column {column!r} has dtype {schema[column]}, expected {expected}. "
-                    "Cast it when writing the data, or change expected_schema."
-                )
+        check_expected(schema, self.expected_schema or {}, where, partial=partial)
 
     def _base_scan(self, files: list[str]) -> pl.LazyFrame:
         hive = self.hive_partitioning
@@ -500,29 +357,6 @@ class ParquetSource(Block):
 
     def __repr__(self) -> str:
         return f"ParquetSource(path={self.path!r}, columns={self.columns!r}, filter={self.filter!r})"
-
-
-def local_identity(path: str) -> str:
-    """The canonical identity of a local file: absolute, with ``~``, ``..`` and symlinks
-    resolved (``"data/a.parquet"``, ``"./data//a.parquet"`` and a symlink to it are one file,
-    whatever the working directory)."""
-    return os.path.realpath(os.path.expanduser(path))
-
-
-def _split_s3(path: str) -> tuple[str, str, str]:
-    """``(scheme, bucket, key)`` of an ``s3://`` / ``s3a://`` path: scheme and bucket in lower
-    case (bucket names are), any ``user:secret@`` before the bucket dropped."""
-    scheme, _, rest = path.partition("://")
-    bucket, _, key = rest.partition("/")
-    return scheme.lower(), bucket.rpartition("@")[2].lower(), key
-
-
-def s3_identity(path: str) -> str:
-    """The canonical identity of an object: ``scheme://bucket/key`` without credentials or a
-    query string (an S3 key is matched as listed, so ``?`` in it is part of the key only when
-    the listing says so)."""
-    scheme, bucket, key = _split_s3(path)
-    return f"{scheme}://{bucket}/{key.partition('?')[0]}"
 
 
 def _raise_filter_error(exc: ValidationError) -> None:

@@ -92,13 +92,7 @@ class Check:
         self, con: duckdb.DuckDBPyConnection, relation: str, where: str, params: list[Any] | None = None
     ) -> CheckResult:
         query = f"SELECT * FROM {relation} WHERE {where}"
-        count = con.execute(f"SELECT count(*) FROM ({query})", params).fetchall()[0][0]
-        sample: list[dict[str, Any]] = []
-        if count:
-            cursor = con.execute(f"{query} LIMIT {SAMPLE_ROWS}", params)
-            names = [d[0] for d in cursor.description]
-            sample = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        return CheckResult(self.name, self.scope, int(count), sample)
+        return CheckResult(self.name, self.scope, *_count_and_sample(con, query, "", params))
 
     def __repr__(self) -> str:
         return f"<check {self.name}>"
@@ -119,22 +113,26 @@ class _Predicate(Check):
         return self._rows(con, relation, f"NOT ({self.sql})")
 
 
-class _NotNull(Check):
+class _OnColumns(Check):
+    """A check on a list of columns, named ``kind(a, b)``."""
+
+    kind = "check"
+
     def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = _column_list(columns, "not_null")
-        self.name = f"not_null({', '.join(self.columns)})"
-        self.scope = "data"
+        self.columns = _column_list(columns, self.kind)
+        self.name = f"{self.kind}({', '.join(self.columns)})"
+
+
+class _NotNull(_OnColumns):
+    kind, scope = "not_null", "data"
 
     def evaluate(self, con: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
         where = " OR ".join(f"{quote_identifier(c)} IS NULL" for c in self.columns)
         return self._rows(con, relation, where)
 
 
-class _Unique(Check):
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = _column_list(columns, "unique")
-        self.name = f"unique({', '.join(self.columns)})"
-        self.scope = "table"
+class _Unique(_OnColumns):
+    kind, scope = "unique", "table"
 
     def evaluate(self, con: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
         cols = ", ".join(quote_identifier(c) for c in self.columns)
@@ -143,13 +141,20 @@ class _Unique(Check):
             f"SELECT {cols}, count(*) AS occurrences FROM {relation} WHERE {not_null} "
             f"GROUP BY ALL HAVING count(*) > 1"
         )
-        count = con.execute(f"SELECT count(*) FROM ({dupes})").fetchall()[0][0]
-        sample: list[dict[str, Any]] = []
-        if count:
-            cursor = con.execute(f"{dupes} ORDER BY occurrences DESC LIMIT {SAMPLE_ROWS}")
-            names = [d[0] for d in cursor.description]
-            sample = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        return CheckResult(self.name, self.scope, int(count), sample, "duplicated values")
+        count, sample = _count_and_sample(con, dupes, " ORDER BY occurrences DESC")
+        return CheckResult(self.name, self.scope, count, sample, "duplicated values")
+
+
+def _count_and_sample(
+    con: duckdb.DuckDBPyConnection, query: str, order: str, params: list[Any] | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many rows ``query`` returns, and the first :data:`SAMPLE_ROWS` of them (in ``order``)."""
+    count = int(con.execute(f"SELECT count(*) FROM ({query})", params).fetchall()[0][0])
+    if not count:
+        return 0, []
+    cursor = con.execute(f"{query}{order} LIMIT {SAMPLE_ROWS}", params)
+    names = [d[0] for d in cursor.description]
+    return count, [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 class _RowCount(Check):

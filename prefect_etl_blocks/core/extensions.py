@@ -73,18 +73,8 @@ def canonical_name(name: str, con: duckdb.DuckDBPyConnection | None = None) -> s
     """The canonical name of extension ``name`` (``postgres`` -> ``postgres_scanner``)."""
     _check_name(name)
     lowered = name.lower()
-    if con is not None:
-        try:
-            rows = con.execute(
-                "SELECT extension_name FROM duckdb_extensions() "
-                "WHERE extension_name = ? OR list_contains(aliases, ?)",
-                [lowered, lowered],
-            ).fetchall()
-        except duckdb.Error:
-            rows = []
-        if rows:
-            return rows[0][0]
-    return ALIASES.get(lowered, lowered)
+    row = None if con is None else _extension_row(con, lowered, "extension_name")
+    return row[0] if row else ALIASES.get(lowered, lowered)
 
 
 def pip_package(name: str, version: str | None = None) -> str:
@@ -192,19 +182,25 @@ def _explain(
 
 def _state(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     """``"loaded"``, ``"installed"`` or ``None`` (unknown to this DuckDB, or not on disk)."""
-    lowered = name.lower()
+    row = _extension_row(con, name.lower(), "loaded, installed")
+    if row is None:
+        return None
+    loaded, installed = row
+    return "loaded" if loaded else "installed" if installed else None
+
+
+def _extension_row(con: duckdb.DuckDBPyConnection, name: str, columns: str) -> tuple | None:
+    """``columns`` (a constant list) of the ``duckdb_extensions()`` row of ``name`` or of the
+    extension it is an alias of; None when this DuckDB does not know it or cannot say."""
     try:
         rows = con.execute(
-            "SELECT loaded, installed FROM duckdb_extensions() "
+            f"SELECT {columns} FROM duckdb_extensions() "
             "WHERE extension_name = ? OR list_contains(aliases, ?)",
-            [lowered, lowered],
+            [name, name],
         ).fetchall()
     except duckdb.Error:
         return None
-    if not rows:
-        return None
-    loaded, installed = rows[0]
-    return "loaded" if loaded else "installed" if installed else None
+    return rows[0] if rows else None
 
 
 def _check_name(name: str) -> None:

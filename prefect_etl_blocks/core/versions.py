@@ -95,6 +95,7 @@ TESTED: tuple[TestedRange, ...] = (
     TestedRange("rich", "13.9.4", "15.0.0", "prefect 3.8 requires rich>=13.9.4"),
     TestedRange("jinja2", "3.1.6", "3.1.6", "prefect 3.8 requires jinja2>=3.1.6"),
     TestedRange("pyyaml", "6.0", "6.0.4"),
+    TestedRange("aiosmtplib", "5.1.2", "5.1.3", "5.1.2 fixes a STARTTLS response-injection advisory"),
     TestedRange("pandas", "2.0.0", "3.1.1", "loads of pandas frames", extra="pandas"),
 )
 

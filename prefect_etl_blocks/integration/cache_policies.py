@@ -20,7 +20,6 @@ synchronous: Prefect computes cache keys synchronously before a task runs.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -32,18 +31,13 @@ from prefect.exceptions import HashError
 from prefect.utilities.hashing import hash_objects
 
 from prefect_etl_blocks.blocks.parquet import ParquetSource
-from prefect_etl_blocks.core.errors import CorruptParquetError, SourceNotFoundError
+from prefect_etl_blocks.core.files import parquet_footer_sha256
 
 __all__ = ["FrameInputs", "SourceFingerprint", "frame_fingerprint", "parquet_footer_sha256"]
 
 # The ParquetSource settings that change what a read returns; credentials are left out.
 _SOURCE_SETTINGS = ("path", "columns", "filter", "hive_partitioning", "expected_schema")
 _MODES = ("stat", "content")
-# A Parquet file ends with its footer (Thrift FileMetaData), the footer's length as a 4-byte
-# little-endian integer, and the magic "PAR1" ("PARE" when the footer is encrypted).
-_PARQUET_TAIL = 8
-_PARQUET_MAGICS = (b"PAR1", b"PARE")
-_FOOTER_READ_BYTES = 64 * 1024
 
 
 @dataclass
@@ -132,62 +126,6 @@ class SourceFingerprint(CachePolicy):
         return [
             [f.path, f.size, f.version, parquet_footer_sha256(f.path)] for f in source.list_files()
         ]
-
-
-def parquet_footer_sha256(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a local Parquet file's footer: its schema, row groups and statistics.
-
-    Reads only the end of the file: one read of up to 64 KiB holds the last 8 bytes (footer
-    length and magic) and, for all but very wide files, the whole footer.
-
-    Raises:
-        CorruptParquetError: when the file does not end like a Parquet file.
-        SourceNotFoundError: when the file no longer exists.
-
-    Example:
-        ```python
-        import polars as pl
-
-        from prefect_etl_blocks.integration.cache_policies import parquet_footer_sha256
-
-        pl.DataFrame({"a": [1, 2, 3]}).write_parquet("a.parquet")
-        pl.DataFrame({"a": [7, 8, 9]}).write_parquet("b.parquet")
-        assert parquet_footer_sha256("a.parquet") != parquet_footer_sha256("b.parquet")
-        ```
-    """
-    name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError as exc:
-        raise SourceNotFoundError(
-            f"Parquet file {name!r} disappeared while its footer was being read for the cache "
-            "key. Run the task again once the files stopped changing."
-        ) from exc
-    try:
-        # One read of the file's end usually holds the whole footer: open, fstat, one pread
-        # and close are the only system calls for a typical file.
-        size = os.fstat(fd).st_size
-        if size < len(b"PAR1") + _PARQUET_TAIL:
-            raise CorruptParquetError(
-                f"{name!r} is {size} bytes long, too short to be a Parquet file. Replace it "
-                "with a valid Parquet file or remove it from the source's path."
-            )
-        chunk = _pread(fd, min(size, _FOOTER_READ_BYTES), size)
-        tail = chunk[-_PARQUET_TAIL:]
-        length = int.from_bytes(tail[:4], "little")
-        if tail[4:] not in _PARQUET_MAGICS or length > size - len(b"PAR1") - _PARQUET_TAIL:
-            raise CorruptParquetError(
-                f"{name!r} does not end like a Parquet file (its last 8 bytes are {tail!r}): "
-                "it is truncated, still being written, or not Parquet. Replace it with a "
-                "complete Parquet file or remove it from the source's path."
-            )
-        if length + _PARQUET_TAIL <= len(chunk):
-            footer = chunk[len(chunk) - _PARQUET_TAIL - length : -_PARQUET_TAIL]
-        else:  # a footer larger than the first read (very wide or many row groups)
-            footer = _pread(fd, length, size - _PARQUET_TAIL)
-    finally:
-        os.close(fd)
-    return hashlib.sha256(footer).hexdigest()
 
 
 @dataclass
@@ -322,28 +260,6 @@ def _pandas_fingerprint(frame: Any) -> str | None:
     except TypeError:  # unhashable cells such as lists
         return None
     return hashlib.sha256(b"pandas " + header.encode() + rows.tobytes()).hexdigest()
-
-
-def _pread(fd: int, count: int, end: int) -> bytes:
-    """The ``count`` bytes of ``fd`` that end at offset ``end``, read until complete."""
-    parts, offset = [], end - count
-    while count:
-        part = (
-            os.pread(fd, count, offset) if hasattr(os, "pread") else _seek_read(fd, count, offset)
-        )
-        if not part:
-            raise CorruptParquetError(
-                "A Parquet file got shorter while its footer was being read for the cache key. "
-                "Run the task again once the files stopped changing."
-            )
-        parts.append(part)
-        count, offset = count - len(part), offset + len(part)
-    return b"".join(parts)
-
-
-def _seek_read(fd: int, count: int, offset: int) -> bytes:
-    os.lseek(fd, offset, os.SEEK_SET)  # Windows has no os.pread
-    return os.read(fd, count)
 
 
 def _stable_value(value: Any) -> Any:

@@ -28,10 +28,12 @@ from prefect.logging import get_run_logger
 from prefect_etl_blocks.blocks.duckdb import DuckDBConnection, LoadMode, quote_table
 from prefect_etl_blocks.blocks.parquet import ParquetSource
 from prefect_etl_blocks.core.checks import Check
-from prefect_etl_blocks.core.errors import LoadConfigError, is_transient
+from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.loading.connections import LOCK_WAIT_CAP
 from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
-from prefect_etl_blocks.core.loading.engine import CreateMode, LoadResult
+from prefect_etl_blocks.core.loading.engine import LoadResult
+from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions
+from prefect_etl_blocks.runtime.retries import RETRY_OPTIONS, retry_transient
 
 SAMPLE_ROWS = 5
 # Share of a task's timeout_seconds a lock wait may use, so that a busy file fails as
@@ -47,43 +49,6 @@ __all__ = [
     "retry_transient",
     "run_duckdb_query",
 ]
-
-
-def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """A Prefect ``retry_condition_fn``: retry only when a retry can help.
-
-    ``True`` for :class:`~prefect_etl_blocks.core.errors.TransientError` (lock timeout, transaction
-    conflict, storage or network unreachable, SMTP 4xx) and unclassified network errors
-    (``ConnectionError``, ``TimeoutError``, botocore/httpx connection errors);
-    ``False`` for :class:`~prefect_etl_blocks.core.errors.DataError` and everything else (bad data,
-    a typo'd table name, a failed check), which fails the same way every time.
-
-    Example:
-        ```python
-        from prefect import task
-        from prefect_etl_blocks.integration.tasks import RETRY_OPTIONS, retry_transient
-
-        @task(retries=3, retry_delay_seconds=5, retry_condition_fn=retry_transient)
-        def my_step() -> None: ...
-
-        @task(**RETRY_OPTIONS)
-        def my_other_step() -> None: ...
-        ```
-    """
-    try:
-        state.result()
-    except BaseException as exc:  # noqa: BLE001 - the failed run's own exception, re-raised here
-        return is_transient(exc)
-    return False
-
-
-#: Two retries with a growing delay, for transient failures only (see :func:`retry_transient`).
-#: Spread it into ``@task(**RETRY_OPTIONS)``; override per call with ``.with_options(...)``.
-RETRY_OPTIONS: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": [2, 10],
-    "retry_condition_fn": retry_transient,
-}
 
 
 @contextmanager
@@ -292,25 +257,21 @@ def load_to_duckdb(
         ```
     """
     logger = get_run_logger()
-    options: dict[str, Any] = dict(
+    if incremental and not isinstance(frame, ParquetSource):
+        raise LoadConfigError(
+            f"incremental=True loads new files of a ParquetSource; got a "
+            f"{type(frame).__name__}. Pass the ParquetSource itself, or use cursor=... "
+            "for frames."
+        )
+    options = LoadOptions(
         mode=mode, keys=keys, on_schema_change=on_schema_change, checks=checks,
-        scd2_columns=scd2_columns, return_result=True, cursor=cursor,
-        initial_value=initial_value, lag=lag, create=create,
+        scd2_columns=scd2_columns, return_result=True, cursor=cursor, initial_value=initial_value,
+        lag=lag, incremental=incremental, on_missing_file=on_missing_file,
+        lineage_column=lineage_column, create=create,
     )
     with _lock_wait_within_task_timeout():
-        if isinstance(frame, ParquetSource):
-            result = connection.load_parquet(
-                frame, table, incremental=incremental, on_missing_file=on_missing_file,
-                lineage_column=lineage_column, **options
-            )
-        else:
-            if incremental:
-                raise LoadConfigError(
-                    f"incremental=True loads new files of a ParquetSource; got a "
-                    f"{type(frame).__name__}. Pass the ParquetSource itself, or use cursor=... "
-                    "for frames."
-                )
-            result = connection.load_frame(frame, table, **options)
+        # The block's one load path, the one load_frame and load_parquet take.
+        result = connection._load(frame, table, options)
     mode = result.mode
     logger.info(
         "Loaded into %s (%s) in %s: %s inserted, %s updated, %s deleted%s%s",

@@ -13,9 +13,11 @@ A user error (bad input, a missing file, an unreachable server, a refused answer
 line on stderr, ``prefect-etl COMMAND: what, where, how to fix``, and exits 1; Ctrl-C exits 130.
 Anything else is a bug and says so in one line. ``--debug`` adds the traceback.
 
-Each command's work lives in the module it belongs to; this file only parses arguments and
-reports errors, so ``prefect-etl --help`` stays fast (heavy modules are imported inside the
-command).
+Each command's work lives in the module it belongs to, imported inside the command, so
+``prefect-etl --help`` and ``prefect-etl version`` import neither Prefect nor Polars nor DuckDB.
+This file parses arguments and dispatches; :mod:`~prefect_etl_blocks.tools.cli_errors` words the
+errors, :mod:`~prefect_etl_blocks.tools.cli_history` prints ``history`` and
+:mod:`~prefect_etl_blocks.tools.cli_next_steps` the lines after ``new``.
 
 Example:
     ```python
@@ -28,31 +30,25 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
-import shlex
-import shutil
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from prefect_etl_blocks.core.errors import DataError
+from prefect_etl_blocks.tools.cli_errors import PROG, UsageError, user_error
+from prefect_etl_blocks.tools.cli_history import HISTORY_WIDTH, history_lines, print_history
+from prefect_etl_blocks.tools.cli_next_steps import (
+    install_argument_from_direct_url,
+    library_install_argument,
+    next_steps,
+)
 
-PROG = "prefect-etl"
-
-
-class UsageError(DataError, ValueError):
-    """A command-line argument that cannot be used (unknown option, bad ``key=value``...).
-
-    ``where`` is the command it belongs to (``prefect-etl new``), when known.
-    """
-
-    def __init__(self, message: str, where: str | None = None) -> None:
-        super().__init__(message)
-        self.where = where
+__all__ = [
+    "HISTORY_WIDTH", "PROG", "UsageError", "build_parser", "history_lines",
+    "install_argument_from_direct_url", "library_install_argument", "main", "next_steps",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,8 +171,6 @@ def _chosen_database(args: argparse.Namespace, command: str) -> str | None:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from prefect_etl_blocks.blocks.duckdb import DuckDBConnection
-
     if args.database and args.db and args.table is None and args.table_option is None:
         # `history --database FILE TABLE`: with the file given by name, the one positional is
         # the table.
@@ -198,210 +192,28 @@ def _cmd_history(args: argparse.Namespace) -> int:
             "or run it in a generated project, whose duckdb_path is the default.",
             where=f"{PROG} history",
         )
-    path = os.path.abspath(os.path.expanduser(chosen))
-    if not os.path.isfile(path):
-        raise UsageError(
-            f"DuckDB file {path} does not exist; pass the database file your flows load into."
-        )
-    import polars as pl
-
-    db = DuckDBConnection(database=path, read_only=True)
-    history = db.load_history(table) if table else db.load_history()
-    if history.is_empty():
-        where = f" of table {table!r}" if table else ""
-        print(f"{PROG} history: no loads{where} recorded in {path} yet.", file=sys.stderr)
-    if args.json:
-        print(json.dumps(history.to_dicts(), indent=2, default=_json_value))
-    elif args.wide:
-        # Every column, and load ids in full: the ledger is read to find one load.
-        with pl.Config(tbl_cols=-1, tbl_rows=-1, fmt_str_lengths=48, tbl_width_chars=400):
-            print(history)
-    else:
-        width = shutil.get_terminal_size((HISTORY_WIDTH, 24)).columns
-        for line in history_lines(history, width):
-            print(line)
-    return 0
+    return print_history(chosen, table, as_json=args.json, wide=args.wide)
 
 
-#: Columns of a terminal that ``history`` fits when it cannot ask the terminal.
-HISTORY_WIDTH = 100
+def _installed_version(name: str) -> str:
+    """The installed version of ``name`` from its distribution's metadata, without importing it
+    (importing Prefect alone takes about a second); the module's ``__version__`` only when no
+    distribution of that name is installed (a build such as ``polars-lts-cpu``)."""
+    from importlib import import_module, metadata
 
-
-def _json_value(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def history_lines(history: Any, width: int = HISTORY_WIDTH) -> list[str]:
-    """The load ledger as a table that fits ``width`` columns: finish time (UTC, to the
-    minute), the first 8 characters of the load id, table, strategy, rows inserted, updated and
-    deleted, and whether the load created the table (``new``). A long table name is shortened
-    in the middle first, then the columns that matter least are left out (load id, deleted,
-    updated, new, time); no line is wider than ``width``. ``history --wide`` and ``--json``
-    show every column in full.
-
-    Example:
-        ```python
-        import polars as pl
-        from prefect_etl_blocks import DuckDBConnection
-        from prefect_etl_blocks.tools.cli import history_lines
-
-        db = DuckDBConnection()
-        db.load_frame(pl.DataFrame({"id": [1, 2]}), "analytics.orders")
-        lines = history_lines(db.load_history(), width=60)
-        assert max(len(line) for line in lines) <= 60
-        assert "analytics.orders" in lines[1] and lines[1].rstrip().endswith("yes")
-        ```
-    """
-    headers = ["finished (UTC)", "load", "table", "strategy", "inserted", "updated", "deleted", "new"]
-    rows = []
-    for r in history.iter_rows(named=True):
-        finished = r.get("finished_at") or r.get("started_at")
-        strategy = str(r["strategy"]) + (f" ({r['incremental']})" if r.get("incremental") else "")
-        rows.append([
-            finished.strftime("%Y-%m-%d %H:%M") if finished is not None else "",
-            str(r["load_id"])[:8], str(r["table_name"]), strategy,
-            f"{r['inserted'] or 0:,}", f"{r['updated'] or 0:,}", f"{r['deleted'] or 0:,}",
-            "yes" if r.get("created") else "no",
-        ])
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    keep = list(range(len(headers)))
-    for drop in (None, 1, 6, 5, 7, 0):  # left out, in turn, while the table name gets < 12
-        if drop is not None:
-            keep.remove(drop)
-        room = width - sum(widths[i] + 2 for i in keep if i != 2)
-        if room >= min(12, widths[2]):
-            break
-    widths[2] = max(min(widths[2], room), min(12, widths[2]))
-    headers = [headers[i] for i in keep]
-    rows = [[row[i] for i in keep] for row in rows]
-    widths = [widths[i] for i in keep]
-    right = {n for n, i in enumerate(keep) if i in (4, 5, 6)}
-
-    def fit(text: str) -> str:
-        return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
-
-    def line(cells: list[str]) -> str:
-        out = []
-        for i, cell in enumerate(cells):
-            if len(cell) > widths[i]:  # keep both ends of a name: analytics.dai…_summary
-                head = (widths[i] - 1) // 2
-                cell = cell[:head] + "…" + cell[len(cell) - (widths[i] - 1 - head):]
-            out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
-        return fit("  ".join(out).rstrip())
-
-    lines = [line(headers), *(line(row) for row in rows)]
-    if rows:
-        lines.append(fit(f"{len(rows)} load(s), oldest first; --wide or --json: every column in full"))
-    return lines
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return str(getattr(import_module(name), "__version__", "unknown"))
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
-    import duckdb
-    import polars
-    import prefect
-
-    import prefect_etl_blocks
+    import prefect_etl_blocks  # lazy: loads neither Prefect nor a block
 
     print(f"prefect-etl-blocks {prefect_etl_blocks.__version__}")
-    print(f"prefect {prefect.__version__}")
-    print(f"polars {polars.__version__}")
-    print(f"duckdb {duckdb.__version__}")
+    for name in ("prefect", "polars", "duckdb"):
+        print(f"{name} {_installed_version(name)}")
     return 0
-
-
-# ----------------------------------------------------------------------------- next steps
-
-
-def library_install_argument() -> str | None:
-    """What ``pip install`` needs to install this library from where it came, or ``None``
-    when it came from a package index (a generated project's own install then pulls it in).
-
-    Reads the installed distribution's ``direct_url.json`` (PEP 610), see
-    :func:`install_argument_from_direct_url`. A package imported from a source tree that is not
-    installed at all gives that tree.
-    """
-    from importlib import metadata
-
-    import prefect_etl_blocks
-
-    try:
-        dist = metadata.distribution("prefect-etl-blocks")
-    except metadata.PackageNotFoundError:
-        root = Path(prefect_etl_blocks.__file__).resolve().parent.parent
-        return shlex.quote(str(root)) if (root / "pyproject.toml").is_file() else None
-    raw = dist.read_text("direct_url.json")
-    try:
-        info = json.loads(raw) if raw else None
-    except ValueError:
-        info = None
-    return install_argument_from_direct_url(info)
-
-
-def install_argument_from_direct_url(info: dict[str, Any] | None) -> str | None:
-    """The ``pip install`` argument for a PEP 610 ``direct_url.json`` (``None``: an index).
-
-    Example:
-        ```python
-        from prefect_etl_blocks.tools.cli import install_argument_from_direct_url
-
-        editable = {"url": "file:///src/prefect-etl-blocks", "dir_info": {"editable": True}}
-        assert install_argument_from_direct_url(editable) == "-e /src/prefect-etl-blocks"
-        wheel = {"url": "file:///tmp/w/prefect_etl_blocks-0.1.0-py3-none-any.whl",
-                 "archive_info": {}}
-        assert install_argument_from_direct_url(wheel) == wheel["url"][7:]
-        assert install_argument_from_direct_url(None) is None
-        ```
-    """
-    from urllib.parse import unquote, urlparse
-
-    if not info or not info.get("url"):
-        return None
-    url = str(info["url"])
-    if isinstance(info.get("vcs_info"), dict):
-        vcs = info["vcs_info"]
-        commit = vcs.get("commit_id") or vcs.get("requested_revision")
-        return shlex.quote(f"{vcs.get('vcs', 'git')}+{url}" + (f"@{commit}" if commit else ""))
-    parsed = urlparse(url)
-    if parsed.scheme != "file":
-        return shlex.quote(url)
-    path = shlex.quote(unquote(parsed.path))
-    if (info.get("dir_info") or {}).get("editable"):
-        return f"-e {path}"
-    return path
-
-
-def next_steps(project: Path) -> list[str]:
-    """The lines ``new`` prints after success: where the project is and the exact commands."""
-    project = project.resolve()
-    try:
-        shown = f"./{project.relative_to(Path.cwd().resolve())}"
-    except ValueError:
-        shown = str(project)
-    answers: dict[str, Any] = {}
-    try:
-        answers = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
-    module = answers.get("module_name")
-    lines = [f"Created {shown}", "", "Next steps:"]
-    library = library_install_argument()
-    if library:
-        lines.append(
-            f"  python -m pip install {library}"
-            "   # prefect-etl-blocks from where it was installed (not on a package index)"
-        )
-    lines.append(f"  python -m pip install -e {shlex.quote(shown + '[dev]')}")
-    lines.append(f"  cd {shlex.quote(shown)}")
-    if isinstance(module, str) and module:
-        if (project / module / "sample_data.py").is_file():
-            lines.append(f"  python -m {module}.sample_data")
-        if (project / module / "setup_limits.py").is_file():
-            lines.append(f"  python -m {module}.setup_limits   # needs PREFECT_API_URL")
-        if (project / module / "flow.py").is_file():
-            lines.append(f"  python -m {module}.flow")
-    if (project / "tests").is_dir():
-        lines.append("  python -m pytest")
-    return lines
 
 
 # ----------------------------------------------------------------------------- parser
@@ -511,60 +323,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- errors
 
 
-def _user_error(exc: BaseException) -> str | None:
-    """The one-line message for an error the user can fix, or ``None`` for a bug."""
-    from prefect_etl_blocks.core.errors import PrefectETLBlocksError
-
-    try:
-        from cookiecutter import exceptions as cc
-    except ImportError:  # templates not installed: no cookiecutter errors to expect
-        cc = None
-    if cc is not None:
-        if isinstance(exc, cc.OutputDirExistsException):
-            found = re.search(r'"(.*)" directory already exists', str(exc))
-            folder = found.group(1) if found else "the project folder"
-            return (
-                f"{folder} already exists; pass --overwrite to write the project into it "
-                "(files the template does not produce are kept), or choose another "
-                "project_slug=... or --output-dir."
-            )
-        if isinstance(exc, cc.FailedHookException):
-            return f"a template hook failed ({exc}); nothing was created. See the line above."
-        if isinstance(exc, cc.RepositoryNotFound):
-            return f"template not found ({exc}); see `{PROG} templates`."
-    if isinstance(exc, PrefectETLBlocksError):
-        return str(exc)
-    try:
-        from prefect_etl_blocks.tools.scaffold import AnswerError
-    except ImportError:  # pragma: no cover - the templates' dependencies are missing
-        AnswerError = None  # noqa: N806
-    if AnswerError is not None and isinstance(exc, AnswerError):
-        return str(exc)
-    if isinstance(exc, ValueError) and (_raised_by_us(exc) or _is_validation_error(exc)):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
-    return None
-
-
-def _raised_by_us(exc: BaseException) -> bool:
-    """``True`` when the innermost frame that raised ``exc`` is in this package."""
-    package = str(Path(__file__).resolve().parent.parent)  # the package folder, not tools/
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
-    return last is not None and str(Path(last.tb_frame.f_code.co_filename).resolve()).startswith(
-        package
-    )
-
-
-def _is_validation_error(exc: BaseException) -> bool:
-    """pydantic's ``ValidationError``: a block field given a value it refuses."""
-    return type(exc).__name__ == "ValidationError" and type(exc).__module__.startswith("pydantic")
-
-
 def _say(command: str | None, message: str, where: str | None = None) -> None:
     where = where or (f"{PROG} {command}" if command else PROG)
     text = " ".join(message.split())
@@ -608,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        message = _user_error(exc)
+        message = user_error(exc)
         if message is None:
             hint = "" if debug else "; run it again with --debug for the traceback"
             message = (

@@ -1,7 +1,7 @@
-"""The load engine, split by role: ``connections`` (locks, transactions), ``staging`` (a
-source read once into a temp table), ``contracts`` (names, types, ``on_schema_change``),
-``strategies`` (``mode=``), ``checks`` (write-audit-publish) and ``boundary`` (error
-classification). :func:`load` ties them together over a plain DuckDB connection.
+"""The load engine, split by role: ``options`` (:class:`LoadOptions`, checked once),
+``connections`` (locks, transactions), ``staging`` (a source read once into a temp table),
+``contracts`` (names, types, ``on_schema_change``), ``strategies`` (``mode=``), ``audit``
+(write-audit-publish), ``boundary`` (error classification). :func:`load` ties them together.
 """
 
 from prefect_etl_blocks.core.loading.connections import file_lock, in_transaction, transaction
@@ -13,6 +13,7 @@ from prefect_etl_blocks.core.loading.incremental import (
     reset_incremental,
 )
 from prefect_etl_blocks.core.loading.ledger import STATE_SCHEMA, history
+from prefect_etl_blocks.core.loading.options import LoadOptions
 from prefect_etl_blocks.core.loading.staging import Source, as_source, parquet_source
 from prefect_etl_blocks.core.loading.strategies import MODES, SCD2Columns
 
@@ -20,6 +21,7 @@ __all__ = [
     "LINEAGE_COLUMN",
     "MODES",
     "STATE_SCHEMA",
+    "LoadOptions",
     "LoadResult",
     "SCD2Columns",
     "Source",

@@ -21,11 +21,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 
@@ -39,16 +38,21 @@ from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_na
 from prefect_etl_blocks.core.loading import ledger, strategies
 from prefect_etl_blocks.core.loading.audit import run_checks
 from prefect_etl_blocks.core.loading.boundary import classify_load_error
-from prefect_etl_blocks.core.loading.connections import first_row as _first
+from prefect_etl_blocks.core.loading.catalog import (
+    is_plain,
+    missing_table_message,
+    schema_exists,
+    table_exists,
+)
 from prefect_etl_blocks.core.loading.connections import transaction
-from prefect_etl_blocks.core.loading.contracts import ON_SCHEMA_CHANGE, key_list
+from prefect_etl_blocks.core.loading.options import (
+    CREATE_MODES,
+    CreateMode,
+    LoadOptions,
+    check_create,
+)
 from prefect_etl_blocks.core.loading.staging import Source, as_source, stage, unregister
-from prefect_etl_blocks.core.loading.strategies import MODES, SCD2Columns, Target
-
-#: What a load may create: ``if_missing`` (default) creates a missing table (and its schema);
-#: ``never`` refuses a missing table, naming the existing tables nearest in name.
-CreateMode = Literal["if_missing", "never"]
-CREATE_MODES: tuple[str, ...] = ("if_missing", "never")
+from prefect_etl_blocks.core.loading.strategies import SCD2Columns, Target
 
 
 @dataclass(frozen=True)
@@ -144,88 +148,48 @@ def load(
         TransientError: ``TransactionConflictError`` or ``SourceUnavailableError``; a retry
             may succeed.
     """
+    options = LoadOptions(
+        mode=mode, keys=keys, on_schema_change=on_schema_change, checks=checks,
+        scd2_columns=scd2_columns, as_of=as_of, create=create,
+    )
+    return load_with(con, source, table, options, ledger_entry)
+
+
+@dataclass
+class _Plan:
+    """What a load settled before its transaction: the target spelled in full, the source,
+    its keys, checks and validity stamp."""
+
+    table: str
+    written: list[str]  # the name as given, split
+    parts: list[str]  # catalog, schema, name as DuckDB binds them
+    src: Source
+    target: Target
+    checks: list[Check]
+
+
+def load_with(
+    con: duckdb.DuckDBPyConnection,
+    source: Any,
+    table: str,
+    options: LoadOptions,
+    ledger_entry: ledger.LedgerEntry | None = None,
+) -> LoadResult:
+    """:func:`load` with its options already built (the path every block and incremental load
+    takes): plan, then one transaction that writes, checks and records, then the result."""
     started = time.perf_counter()
-    check_create(create)
-    if mode not in MODES:
-        raise LoadConfigError(
-            f"mode={mode!r} is not a load mode; use one of {', '.join(repr(m) for m in MODES)}."
-        )
-    if on_schema_change not in ON_SCHEMA_CHANGE:
-        raise LoadConfigError(
-            f"on_schema_change={on_schema_change!r} is not valid; use one of "
-            f"{', '.join(repr(m) for m in ON_SCHEMA_CHANGE)}."
-        )
-    written = split_table_name(table)
-    ledger.check_user_table(written, table)
-    # Bound the way DuckDB binds it (``a.t`` is catalog ``a`` when one is attached under that
-    # name, else schema ``a``), so every statement below names one table in full.
-    ref = ledger.resolve(con, written)
-    parts = [ref.catalog, ref.schema, ref.name]
+    plan = _plan(con, source, table, options)
     entry = ledger_entry or ledger.LedgerEntry()
-    target_sql = ".".join(quote_identifier(p) for p in parts)
-    src = as_source(source)
-    wanted = key_list(keys)
-    resolved = _resolve_keys(wanted, src.names, table, mode)
-    v = _scd2_columns(scd2_columns)
-    if mode == "scd2":
-        reserved = {c.casefold() for c in v.names()}
-        clash = [n for n in src.names if n.casefold() in reserved]
-        if clash:
-            raise SchemaMismatchError(
-                f'scd2 into "{table}": the data has column(s) {clash}, which the load fills '
-                "itself (validity columns). Rename them in the data or pass scd2_columns with "
-                "other names. Nothing was written."
-            )
-    check_list = [as_check(c) for c in (checks or [])]
-    for check in check_list:
-        check.validate(con)
-    stamp = as_of or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    t = Target(con, table, target_sql, mode, resolved, on_schema_change, v, stamp)
     try:
         with transaction(con):
-            if create == "never" and not table_exists(con, parts):
-                raise LoadConfigError(_missing_table_message(con, written, table))
-            schema_created = not _schema_exists(con, parts)
-            if schema_created:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(quote_identifier(p) for p in parts[:-1])}").fetchall()
-            exists = table_exists(con, parts)
-            if mode == "fail" and exists:
-                raise LoadConfigError(
-                    f'Table "{table}" already exists. Use mode="replace" to replace it or '
-                    'mode="append" to add rows.'
-                )
-            view = src.register(con)
-            staged = None
-            try:
-                if not exists or (mode == "replace" and is_plain(con, parts)):
-                    deleted = strategies.count(con, target_sql) if exists else 0
-                    counts = strategies.create(t, view)
-                    counts.deleted = deleted
-                    data_relation = target_sql
-                else:
-                    if src.in_memory:
-                        data_relation = quote_identifier(view)  # scanned in place, read as often as needed
-                    else:
-                        staged = data_relation = stage(con, view)
-                        unregister(con, view)
-                    counts = strategies.EXISTING[mode](t, data_relation)
-                results = run_checks(con, check_list, data=data_relation, table=target_sql, name=table)
-                if staged is not None:
-                    con.execute(f"DROP TABLE {staged}").fetchall()
-                ledger.record(
-                    con, parts, entry, strategy=mode, inserted=counts.inserted,
-                    updated=counts.updated, deleted=counts.deleted + entry.extra_deleted,
-                    created=not exists, schema_changes=counts.schema_changes, checks=results,
-                )
-            finally:
-                unregister(con, view)
+            exists, schema_created, counts, results = _write(con, plan, options, entry)
     except PrefectETLBlocksError:
         raise
     except Exception as exc:
-        raise classify_load_error(exc, table=table, mode=mode, remote=src.remote) from exc
+        raise classify_load_error(exc, table=table, mode=plan.target.mode, remote=plan.src.remote) from exc
     return LoadResult(
         table=table,
-        mode=mode,
+        mode=plan.target.mode,
         inserted=counts.inserted,
         updated=counts.updated,
         deleted=counts.deleted + entry.extra_deleted,
@@ -234,8 +198,8 @@ def load(
         schema_changes=tuple(counts.schema_changes),
         checks=tuple(results),
         seconds=time.perf_counter() - started,
-        on_schema_change=on_schema_change,
-        keys=tuple(resolved),
+        on_schema_change=options.on_schema_change,
+        keys=tuple(plan.target.keys),
         load_id=entry.load_id,
         files=tuple(entry.files),
         files_deleted=tuple(entry.files_deleted),
@@ -247,63 +211,88 @@ def load(
     )
 
 
-def check_create(create: str) -> None:
-    """Refuse a ``create=`` value that is not one of :data:`CREATE_MODES`."""
-    if create not in CREATE_MODES:
+def _plan(con: duckdb.DuckDBPyConnection, source: Any, table: str, options: LoadOptions) -> _Plan:
+    """Everything a load checks before it opens its transaction (nothing is written)."""
+    mode = options.strategy
+    written = split_table_name(table)
+    ledger.check_user_table(written, table)
+    # Bound the way DuckDB binds it (``a.t`` is catalog ``a`` when one is attached under that
+    # name, else schema ``a``), so every statement below names one table in full.
+    ref = ledger.resolve(con, written)
+    parts = [ref.catalog, ref.schema, ref.name]
+    target_sql = ".".join(quote_identifier(p) for p in parts)
+    src = as_source(source)
+    resolved = _resolve_keys(list(options.keys), src.names, table, mode)
+    v = options.scd2_columns
+    assert isinstance(v, SCD2Columns)  # LoadOptions made it one
+    if mode == "scd2":
+        reserved = {c.casefold() for c in v.names()}
+        clash = [n for n in src.names if n.casefold() in reserved]
+        if clash:
+            raise SchemaMismatchError(
+                f'scd2 into "{table}": the data has column(s) {clash}, which the load fills '
+                "itself (validity columns). Rename them in the data or pass scd2_columns with "
+                "other names. Nothing was written."
+            )
+    check_list = [as_check(c) for c in (options.checks or ())]
+    for check in check_list:
+        check.validate(con)
+    stamp = options.as_of or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    t = Target(con, table, target_sql, mode, resolved, options.on_schema_change, v, stamp)
+    return _Plan(table, written, parts, src, t, check_list)
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, options: LoadOptions, entry: ledger.LedgerEntry
+) -> tuple[bool, bool, strategies.Counts, list[CheckResult]]:
+    """The load's transaction body: the schema, the strategy, the checks, the ledger row.
+    Returns whether the table existed, whether its schema was created, counts and checks."""
+    con_parts, table, t = plan.parts, plan.table, plan.target
+    if options.create == "never" and not table_exists(con, con_parts):
+        raise LoadConfigError(missing_table_message(con, plan.written, table))
+    schema_created = not schema_exists(con, con_parts)
+    if schema_created:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(quote_identifier(p) for p in con_parts[:-1])}").fetchall()
+    exists = table_exists(con, con_parts)
+    if t.mode == "fail" and exists:
         raise LoadConfigError(
-            f"create={create!r} is not valid; use 'if_missing' (create a missing table) or "
-            "'never' (refuse a missing table)."
+            f'Table "{table}" already exists. Use mode="replace" to replace it or '
+            'mode="append" to add rows.'
         )
+    view = plan.src.register(con)
+    try:
+        counts, data_relation, staged = _apply(con, plan, view, exists)
+        results = run_checks(con, plan.checks, data=data_relation, table=t.sql, name=table)
+        if staged is not None:
+            con.execute(f"DROP TABLE {staged}").fetchall()
+        ledger.record(
+            con, con_parts, entry, strategy=t.mode, inserted=counts.inserted,
+            updated=counts.updated, deleted=counts.deleted + entry.extra_deleted,
+            created=not exists, schema_changes=counts.schema_changes, checks=results,
+        )
+    finally:
+        unregister(con, view)
+    return exists, schema_created, counts, results
 
 
-def _schema_exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
-    sql = "SELECT count(*) FROM duckdb_schemas() WHERE lower(schema_name) = lower(?)"
-    params: list[Any] = [parts[-2]]
-    if len(parts) == 3:
-        sql += " AND lower(database_name) = lower(?)"
-        params.append(parts[-3])
-    else:
-        sql += " AND database_name = current_database()"
-    return _first(con.execute(sql, params).fetchall())[0] > 0
-
-
-def _missing_table_message(con: duckdb.DuckDBPyConnection, parts: list[str], table: str) -> str:
-    """Why ``create="never"`` refused ``table``, with the existing tables nearest in name,
-    spelled as ``table`` was (``t``, ``schema.t`` or ``db.schema.t``; the current database is
-    left out, as callers that qualify names in full did not write it)."""
-    current_db = _first(con.execute("SELECT current_database()").fetchall())[0]
-    shown = parts[1:] if len(parts) == 3 and parts[0].casefold() == str(current_db).casefold() else parts
-    sql = (
-        "SELECT database_name, schema_name, table_name, schema_name = current_schema() "
-        "FROM duckdb_tables() WHERE NOT internal AND schema_name <> ? AND "
-    )
-    params: list[Any] = [ledger.STATE_SCHEMA]
-    if len(parts) == 3:
-        sql += "lower(database_name) = lower(?)"
-        params.append(parts[-3])
-    else:
-        sql += "database_name = current_database()"
-    names = []
-    for database, schema, name, current in con.execute(sql, params).fetchall():
-        if len(shown) == 3:
-            names.append(f"{database}.{schema}.{name}")
-        elif len(shown) == 1 and current:
-            names.append(name)
-        else:
-            names.append(f"{schema}.{name}")
-    wanted = ".".join(shown)
-    by_fold = {n.casefold(): n for n in sorted(names)}
-    near = [by_fold[n] for n in difflib.get_close_matches(wanted.casefold(), list(by_fold), n=5, cutoff=0.6)]
-    if near:
-        hint = f"Existing tables nearest in name: {', '.join(near)}."
-    elif names:
-        hint = f"No existing table has a similar name ({len(names)} table(s) in the database)."
-    else:
-        hint = "The database has no tables yet."
-    return (
-        f'Table "{wanted}" does not exist and create="never" refuses to create it; nothing was '
-        f"written. {hint} Fix the name, create the table first, or pass create=\"if_missing\"."
-    )
+def _apply(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, view: str, exists: bool
+) -> tuple[strategies.Counts, str, str | None]:
+    """Run the strategy: a new (or plain, replaced) table is created from the data; otherwise
+    the data is staged once (unless it is in memory) and the mode's strategy applied. Returns
+    the counts, the relation the checks read, and the staged table to drop (if any)."""
+    t = plan.target
+    if not exists or (t.mode == "replace" and is_plain(con, plan.parts)):
+        deleted = strategies.count(con, t.sql) if exists else 0
+        counts = strategies.create(t, view)
+        counts.deleted = deleted
+        return counts, t.sql, None
+    if plan.src.in_memory:
+        data_relation = quote_identifier(view)  # scanned in place, read as often as needed
+        return strategies.EXISTING[t.mode](t, data_relation), data_relation, None
+    staged = stage(con, view)
+    unregister(con, view)
+    return strategies.EXISTING[t.mode](t, staged), staged, staged
 
 
 def _resolve_keys(keys: list[str], names: list[str], table: str, mode: str) -> list[str]:
@@ -322,56 +311,14 @@ def _resolve_keys(keys: list[str], names: list[str], table: str, mode: str) -> l
     return [by_fold[k.casefold()] for k in keys]
 
 
-def _scd2_columns(value: Any) -> SCD2Columns:
-    if value is None:
-        return SCD2Columns()
-    if isinstance(value, SCD2Columns):
-        cols = value
-    elif isinstance(value, dict):
-        cols = SCD2Columns(**value)
-    else:
-        cols = SCD2Columns(*value)
-    for name in cols.names():
-        quote_identifier(name)
-    if len({n.casefold() for n in cols.names()}) != 3:
-        raise LoadConfigError(f"scd2_columns {cols.names()} must be three different names.")
-    return cols
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
-    """Whether the table named by ``parts`` (``[catalog.][schema.]table``) exists."""
-    return _table_row(con, parts, "count(*)")[0] > 0
-
-
-def _table_row(con: duckdb.DuckDBPyConnection, parts: list[str], select: str) -> tuple:
-    sql = f"SELECT {select} FROM duckdb_tables() WHERE lower(table_name) = lower(?)"
-    params: list[Any] = [parts[-1]]
-    if len(parts) >= 2:
-        sql += " AND lower(schema_name) = lower(?)"
-        params.append(parts[-2])
-    else:
-        sql += " AND schema_name = current_schema()"
-    if len(parts) == 3:
-        sql += " AND lower(database_name) = lower(?)"
-        params.append(parts[-3])
-    else:
-        sql += " AND database_name = current_database()"
-    return _first(con.execute(sql, params).fetchall())
-
-
-def is_plain(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
-    """A table with no constraints, defaults or comments, which ``replace`` may recreate from
-    the data; any other table keeps its definition."""
-    oid, comment = _table_row(con, parts, "any_value(table_oid), any_value(comment)")
-    if oid is None or comment:
-        return oid is None
-    constraints = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_oid = ?", [oid]).fetchall()[0][0]
-    decorated = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE table_oid = ? AND (column_default IS NOT NULL "
-        "OR comment IS NOT NULL)",
-        [oid],
-    ).fetchall()[0][0]
-    return constraints == 0 and decorated == 0
-
-
-__all__ = ["CREATE_MODES", "CreateMode", "LoadResult", "SCD2Columns", "Source", "check_create", "load", "table_exists"]
+__all__ = [
+    "CREATE_MODES",
+    "CreateMode",
+    "LoadResult",
+    "SCD2Columns",
+    "Source",
+    "check_create",
+    "load",
+    "load_with",
+    "table_exists",
+]

@@ -30,10 +30,12 @@ unquoted) is renamed to the key on first use, in the same transaction as the loa
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import string
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,15 +238,21 @@ def ensure_state(con: duckdb.DuckDBPyConnection, parts: Sequence[str], *, migrat
     return schema
 
 
-def prefect_run_ids() -> tuple[str | None, str | None]:
-    """The current Prefect flow run and task run ids, or ``None`` outside Prefect."""
-    try:
-        from prefect.runtime import flow_run, task_run
+#: The Prefect flow run and task run ids a load records, supplied from above as data (the core
+#: does not import Prefect): the blocks set them around a load with :func:`run_ids`.
+RUN_IDS: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar(
+    "petl_run_ids", default=(None, None)
+)
 
-        flow_id, task_id = flow_run.get_id(), task_run.get_id()
-    except Exception:  # noqa: BLE001 - the ledger must never fail a load over run metadata
-        return None, None
-    return (str(flow_id) if flow_id else None, str(task_id) if task_id else None)
+
+@contextmanager
+def run_ids(flow_run_id: str | None, task_run_id: str | None) -> Iterator[None]:
+    """Record ``flow_run_id`` and ``task_run_id`` in the ledger rows written in the body."""
+    token = RUN_IDS.set((flow_run_id, task_run_id))
+    try:
+        yield
+    finally:
+        RUN_IDS.reset(token)
 
 
 def record(
@@ -262,7 +270,7 @@ def record(
 ) -> None:
     """Insert the ledger row of one load (call it inside the load's transaction)."""
     schema = entry.state or ensure_state(con, parts, migrate=False)
-    flow_id, task_id = prefect_run_ids()
+    flow_id, task_id = RUN_IDS.get()
     con.execute(
         f"INSERT INTO {schema}.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [

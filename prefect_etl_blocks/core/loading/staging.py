@@ -38,6 +38,7 @@ from prefect_etl_blocks.core.errors import (
 from prefect_etl_blocks.core.identifiers import quote_identifier
 from prefect_etl_blocks.core.loading.boundary import NETWORK
 from prefect_etl_blocks.core.loading.contracts import check_column_names
+from prefect_etl_blocks.core.loading.sources import FileSource
 
 STREAM_ROWS = 256 * 1024
 
@@ -286,7 +287,7 @@ def as_source(obj: Any) -> Source:
     )
 
 
-def parquet_source(source: Any) -> Source:
+def parquet_source(source: FileSource) -> Source:
     """A :class:`Source` over a ``ParquetSource``: DuckDB's own reader for local files (columns
     and the compiled filter pushed into the scan), Polars' object-store reader streamed batch
     by batch for ``s3://``. The source's ``expected_schema`` and columns are checked first."""
@@ -324,7 +325,7 @@ def parquet_source(source: Any) -> Source:
     return Source(names, f"ParquetSource {source.path!r}", register)
 
 
-def parquet_relation(con: duckdb.DuckDBPyConnection, source: Any, columns: list[str]) -> duckdb.DuckDBPyRelation:
+def parquet_relation(con: duckdb.DuckDBPyConnection, source: FileSource, columns: list[str]) -> duckdb.DuckDBPyRelation:
     """A DuckDB relation scanning a local ``ParquetSource`` with its filter and columns."""
     files = source.files()
     hive = source.hive_partitioning

@@ -1,0 +1,133 @@
+"""Files as the loads and the cache see them, without Prefect: a file's canonical identity
+(:func:`local_identity`, :func:`s3_identity`) and the SHA-256 of a Parquet file's footer
+(:func:`parquet_footer_sha256`), which catches a rewrite that kept size and mtime.
+
+:mod:`prefect_etl_blocks.blocks.parquet`, :mod:`prefect_etl_blocks.integration.cache_policies`
+and the incremental loads of :mod:`prefect_etl_blocks.core.loading` share them.
+
+Example:
+    ```python
+    import os
+    from prefect_etl_blocks.core.files import local_identity, s3_identity
+
+    assert s3_identity("S3://key:secret@Bucket/raw/a.parquet?versionId=3") == "s3://bucket/raw/a.parquet"
+    assert local_identity("./data//a.parquet") == os.path.join(os.getcwd(), "data", "a.parquet")
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from prefect_etl_blocks.core.errors import CorruptParquetError, SourceNotFoundError
+
+# A Parquet file ends with its footer (Thrift FileMetaData), the footer's length as a 4-byte
+# little-endian integer, and the magic "PAR1" ("PARE" when the footer is encrypted).
+_PARQUET_TAIL = 8
+_PARQUET_MAGICS = (b"PAR1", b"PARE")
+_FOOTER_READ_BYTES = 64 * 1024
+
+
+def local_identity(path: str) -> str:
+    """The canonical identity of a local file: absolute, with ``~``, ``..`` and symlinks
+    resolved (``"data/a.parquet"``, ``"./data//a.parquet"`` and a symlink to it are one file,
+    whatever the working directory)."""
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def _split_s3(path: str) -> tuple[str, str, str]:
+    """``(scheme, bucket, key)`` of an ``s3://`` / ``s3a://`` path: scheme and bucket in lower
+    case (bucket names are), any ``user:secret@`` before the bucket dropped."""
+    scheme, _, rest = path.partition("://")
+    bucket, _, key = rest.partition("/")
+    return scheme.lower(), bucket.rpartition("@")[2].lower(), key
+
+
+def s3_identity(path: str) -> str:
+    """The canonical identity of an object: ``scheme://bucket/key`` without credentials or a
+    query string (an S3 key is matched as listed, so ``?`` in it is part of the key only when
+    the listing says so)."""
+    scheme, bucket, key = _split_s3(path)
+    return f"{scheme}://{bucket}/{key.partition('?')[0]}"
+
+
+def parquet_footer_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a local Parquet file's footer: its schema, row groups and statistics.
+
+    Reads only the end of the file: one read of up to 64 KiB holds the last 8 bytes (footer
+    length and magic) and, for all but very wide files, the whole footer.
+
+    Raises:
+        CorruptParquetError: when the file does not end like a Parquet file.
+        SourceNotFoundError: when the file no longer exists.
+
+    Example:
+        ```python
+        import polars as pl
+
+        from prefect_etl_blocks.core.files import parquet_footer_sha256
+
+        pl.DataFrame({"a": [1, 2, 3]}).write_parquet("a.parquet")
+        pl.DataFrame({"a": [7, 8, 9]}).write_parquet("b.parquet")
+        assert parquet_footer_sha256("a.parquet") != parquet_footer_sha256("b.parquet")
+        ```
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(
+            f"Parquet file {name!r} disappeared while its footer was being read for the cache "
+            "key. Run the task again once the files stopped changing."
+        ) from exc
+    try:
+        # One read of the file's end usually holds the whole footer: open, fstat, one pread
+        # and close are the only system calls for a typical file.
+        size = os.fstat(fd).st_size
+        if size < len(b"PAR1") + _PARQUET_TAIL:
+            raise CorruptParquetError(
+                f"{name!r} is {size} bytes long, too short to be a Parquet file. Replace it "
+                "with a valid Parquet file or remove it from the source's path."
+            )
+        chunk = _pread(fd, min(size, _FOOTER_READ_BYTES), size)
+        tail = chunk[-_PARQUET_TAIL:]
+        length = int.from_bytes(tail[:4], "little")
+        if tail[4:] not in _PARQUET_MAGICS or length > size - len(b"PAR1") - _PARQUET_TAIL:
+            raise CorruptParquetError(
+                f"{name!r} does not end like a Parquet file (its last 8 bytes are {tail!r}): "
+                "it is truncated, still being written, or not Parquet. Replace it with a "
+                "complete Parquet file or remove it from the source's path."
+            )
+        if length + _PARQUET_TAIL <= len(chunk):
+            footer = chunk[len(chunk) - _PARQUET_TAIL - length : -_PARQUET_TAIL]
+        else:  # a footer larger than the first read (very wide or many row groups)
+            footer = _pread(fd, length, size - _PARQUET_TAIL)
+    finally:
+        os.close(fd)
+    return hashlib.sha256(footer).hexdigest()
+
+
+def _pread(fd: int, count: int, end: int) -> bytes:
+    """The ``count`` bytes of ``fd`` that end at offset ``end``, read until complete."""
+    parts, offset = [], end - count
+    while count:
+        part = (
+            os.pread(fd, count, offset) if hasattr(os, "pread") else _seek_read(fd, count, offset)
+        )
+        if not part:
+            raise CorruptParquetError(
+                "A Parquet file got shorter while its footer was being read for the cache key. "
+                "Run the task again once the files stopped changing."
+            )
+        parts.append(part)
+        count, offset = count - len(part), offset + len(part)
+    return b"".join(parts)
+
+
+def _seek_read(fd: int, count: int, offset: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows has no os.pread
+    return os.read(fd, count)
+
+
+__all__ = ["local_identity", "parquet_footer_sha256", "s3_identity"]

@@ -1,0 +1,103 @@
+"""What the database already holds, as a load asks before it writes: whether a table or schema
+exists, whether a table is plain enough for ``replace`` to recreate it, and, for
+``create="never"``, the existing tables nearest in name to a missing one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import duckdb
+
+from prefect_etl_blocks.core.loading import ledger
+from prefect_etl_blocks.core.loading.connections import first_row as _first
+
+
+def schema_exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
+    sql = "SELECT count(*) FROM duckdb_schemas() WHERE lower(schema_name) = lower(?)"
+    params: list[Any] = [parts[-2]]
+    if len(parts) == 3:
+        sql += " AND lower(database_name) = lower(?)"
+        params.append(parts[-3])
+    else:
+        sql += " AND database_name = current_database()"
+    return _first(con.execute(sql, params).fetchall())[0] > 0
+
+
+def missing_table_message(con: duckdb.DuckDBPyConnection, parts: list[str], table: str) -> str:
+    """Why ``create="never"`` refused ``table``, with the existing tables nearest in name,
+    spelled as ``table`` was (``t``, ``schema.t`` or ``db.schema.t``; the current database is
+    left out, as callers that qualify names in full did not write it)."""
+    current_db = _first(con.execute("SELECT current_database()").fetchall())[0]
+    shown = parts[1:] if len(parts) == 3 and parts[0].casefold() == str(current_db).casefold() else parts
+    sql = (
+        "SELECT database_name, schema_name, table_name, schema_name = current_schema() "
+        "FROM duckdb_tables() WHERE NOT internal AND schema_name <> ? AND "
+    )
+    params: list[Any] = [ledger.STATE_SCHEMA]
+    if len(parts) == 3:
+        sql += "lower(database_name) = lower(?)"
+        params.append(parts[-3])
+    else:
+        sql += "database_name = current_database()"
+    names = []
+    for database, schema, name, current in con.execute(sql, params).fetchall():
+        if len(shown) == 3:
+            names.append(f"{database}.{schema}.{name}")
+        elif len(shown) == 1 and current:
+            names.append(name)
+        else:
+            names.append(f"{schema}.{name}")
+    wanted = ".".join(shown)
+    by_fold = {n.casefold(): n for n in sorted(names)}
+    near = [by_fold[n] for n in difflib.get_close_matches(wanted.casefold(), list(by_fold), n=5, cutoff=0.6)]
+    if near:
+        hint = f"Existing tables nearest in name: {', '.join(near)}."
+    elif names:
+        hint = f"No existing table has a similar name ({len(names)} table(s) in the database)."
+    else:
+        hint = "The database has no tables yet."
+    return (
+        f'Table "{wanted}" does not exist and create="never" refuses to create it; nothing was '
+        f"written. {hint} Fix the name, create the table first, or pass create=\"if_missing\"."
+    )
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
+    """Whether the table named by ``parts`` (``[catalog.][schema.]table``) exists."""
+    return _table_row(con, parts, "count(*)")[0] > 0
+
+
+def _table_row(con: duckdb.DuckDBPyConnection, parts: list[str], select: str) -> tuple:
+    sql = f"SELECT {select} FROM duckdb_tables() WHERE lower(table_name) = lower(?)"
+    params: list[Any] = [parts[-1]]
+    if len(parts) >= 2:
+        sql += " AND lower(schema_name) = lower(?)"
+        params.append(parts[-2])
+    else:
+        sql += " AND schema_name = current_schema()"
+    if len(parts) == 3:
+        sql += " AND lower(database_name) = lower(?)"
+        params.append(parts[-3])
+    else:
+        sql += " AND database_name = current_database()"
+    return _first(con.execute(sql, params).fetchall())
+
+
+def is_plain(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
+    """A table with no constraints, defaults or comments, which ``replace`` may recreate from
+    the data; any other table keeps its definition."""
+    oid, comment = _table_row(con, parts, "any_value(table_oid), any_value(comment)")
+    if oid is None or comment:
+        return oid is None
+    constraints = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_oid = ?", [oid]).fetchall()[0][0]
+    decorated = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_oid = ? AND (column_default IS NOT NULL "
+        "OR comment IS NOT NULL)",
+        [oid],
+    ).fetchall()[0][0]
+    return constraints == 0 and decorated == 0
+
+
+__all__ = ["is_plain", "missing_table_message", "schema_exists", "table_exists"]

@@ -1,0 +1,239 @@
+"""One warehouse session: a DuckDB connection, its lock, and the results the fetch methods
+remember. Prefect-free; the blocks (:mod:`prefect_etl_blocks.blocks.warehouse`) each hold one
+and delegate to it.
+
+What differs between a DuckDB file and a DuckLake is a :class:`Backend`: how a connection is
+opened and closed, whether it stays open, how errors are masked, how a load commits. The
+session does the rest, the same for both.
+
+Connections: outside :meth:`Session.hold` every call takes a connection for itself and gives
+it back (a file's lock is released in between); while held, one connection serves every call.
+
+Results (Prefect's ``DatabaseBlock`` convention, as prefect-sqlalchemy implements it): a fetch
+called again with the same operation and parameters continues one result; an exhausted result
+keeps returning ``[]`` until :meth:`Session.reset`, :meth:`Session.close` or the end of the
+outermost hold. A result being read keeps its connection (a file stays locked) until it is read
+to the end; an exhausted one holds nothing. See :mod:`prefect_etl_blocks.core.results`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import duckdb
+import polars as pl
+
+from prefect_etl_blocks.core.engines import finish_result, query_polars
+from prefect_etl_blocks.core.identifiers import split_table_name
+from prefect_etl_blocks.core.loading.connections import in_transaction, transaction
+from prefect_etl_blocks.core.loading.engine import LoadResult, table_exists
+from prefect_etl_blocks.core.loading.incremental import reset_incremental
+from prefect_etl_blocks.core.loading.ledger import history, run_ids
+from prefect_etl_blocks.core.results import Results, classified
+
+T = TypeVar("T")
+#: A connection-level failure: the backend may have to reconnect (:meth:`Backend.broken`).
+_BROKEN = (duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException)
+#: One load's work on a connection, given the target as the backend names it.
+Work = Callable[[duckdb.DuckDBPyConnection, str], LoadResult]
+
+__all__ = ["Backend", "Session", "Work"]
+
+
+class Backend:
+    """What a kind of warehouse does its own way. :meth:`open` is required; the rest default
+    to a plain DuckDB connection."""
+
+    #: Whether the connection stays open between calls (an in-memory database would lose its
+    #: data otherwise).
+    keeps_connection: bool = False
+
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """A new connection, ready for work."""
+        raise NotImplementedError
+
+    def close(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Close one connection that :meth:`open` gave."""
+        con.close()
+
+    def masking(self) -> contextlib.AbstractContextManager[None]:
+        """Around every call: turns what escapes into what the caller may see."""
+        return contextlib.nullcontext()
+
+    def broken(self) -> None:
+        """Called when a short-lived connection failed with a connection-level error."""
+
+    def in_transaction(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Whether ``con`` has an open transaction (that a load then joins)."""
+        return in_transaction(con)
+
+    def qualify(self, con: duckdb.DuckDBPyConnection, table: str) -> str:
+        """``table`` as the ledger and state functions should name it."""
+        return table
+
+    def state_scope(self, con: duckdb.DuckDBPyConnection) -> contextlib.AbstractContextManager[None]:
+        """Around changes to the incremental state."""
+        return contextlib.nullcontext()
+
+    def commit(self, session: Session, work: Work, table: str, replayable: bool) -> tuple[LoadResult, int]:
+        """Run one load as one transaction; return what it did and how many attempts it took."""
+        with session.connect() as con:
+            return work(con, table), 1
+
+
+class Session:
+    """A backend's connection, lock and remembered results (see the module docstring)."""
+
+    def __init__(
+        self, backend: Backend, run_ids: Callable[[], tuple[str | None, str | None]] | None = None
+    ) -> None:
+        self.backend = backend
+        self.run_ids = run_ids
+        self.connection: duckdb.DuckDBPyConnection | None = None
+        self.held = 0
+        self.lock = threading.RLock()
+        self.results = Results(self)
+        self.last_load: LoadResult | None = None
+        self.last_attempts = 0
+
+    # ------------------------------------------------------------------ connections
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation: the held one, or a short-lived one."""
+        with self.lock:
+            if self.connection is not None:
+                self.results.park()
+                try:
+                    yield self.connection
+                finally:
+                    self.close_if_idle()  # kept only for a result that is now read
+                return
+            if self.backend.keeps_connection:
+                self.connection = self.backend.open()
+                yield self.connection
+                return
+            con = self.backend.open()
+            try:
+                yield con
+            except _BROKEN:
+                self.backend.broken()
+                raise
+            finally:
+                self.backend.close(con)
+
+    def using(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work(con)`` on a connection, with the backend's masking around it."""
+        with self.backend.masking(), self.connect() as con:
+            return work(con)
+
+    @contextmanager
+    def statement(self, sql: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one statement, whose DuckDB refusals become library errors."""
+        with self.backend.masking(), self.connect() as con, classified(sql):
+            yield con
+
+    def hold(self) -> duckdb.DuckDBPyConnection:
+        """Keep one connection open until the matching :meth:`release` (or :meth:`leave`)."""
+        with self.backend.masking(), self.lock:
+            if self.connection is None:
+                self.connection = self.backend.open()
+            self.results.park()  # the caller may run anything on it now
+            self.held += 1
+            return self.connection
+
+    def release(self) -> None:
+        with self.lock:
+            self.held = max(0, self.held - 1)
+            self.close_if_idle()
+
+    def leave(self) -> None:
+        """The end of a ``with block:``. Leaving the outermost one forgets every result, closing
+        those left unread, and closes the connection (an in-memory database keeps it)."""
+        with self.lock:
+            self.held = max(0, self.held - 1)
+            if self.held == 0:
+                self.results.forget()
+            self.close_if_idle()
+
+    def reset(self) -> None:
+        """Forget every remembered result; close the connection unless it is held."""
+        with self.lock:
+            self.results.forget()
+            self.close_if_idle()
+
+    def close(self) -> None:
+        """Forget every result and close the connection, held or not. Safe to repeat."""
+        with self.lock:
+            self.held = 0
+            self.results.forget()
+            self.close_connection()
+
+    def close_if_idle(self) -> None:
+        if self.held == 0 and not self.results.reading() and not self.backend.keeps_connection:
+            self.close_connection()
+
+    def close_connection(self) -> None:
+        # A result still being read dies with its connection; exhausted ones stay remembered.
+        self.results.drop_unread()
+        if self.connection is not None:
+            try:
+                self.backend.close(self.connection)
+            finally:
+                self.connection = None
+
+    # ------------------------------------------------------------------ statements
+    def fetch(self, operation: str, parameters: Any, size: int | None, *, streamed: bool) -> list[tuple]:
+        """The next ``size`` rows of the remembered result (run now when there is none)."""
+        with self.backend.masking():
+            return self.results.read(operation, parameters, size, start=True, streamed=streamed) or []
+
+    def fetch_all(self, operation: str, parameters: Any) -> list[tuple]:
+        """What is left of a remembered result, or every row of a fresh run."""
+        with self.backend.masking():
+            rows = self.results.read(operation, parameters, None, start=False)
+        if rows is not None:
+            return rows
+        with self.statement(operation) as con:
+            return con.execute(operation, parameters).fetchall()
+
+    def execute(self, operation: str, parameters: Any) -> None:
+        with self.statement(operation) as con:
+            con.execute(operation, parameters)
+            finish_result(con)
+
+    def execute_many(self, operation: str, seq_of_parameters: Sequence[Any]) -> None:
+        with self.statement(operation) as con, transaction(con, joined=self.backend.in_transaction):
+            con.executemany(operation, list(seq_of_parameters))
+            finish_result(con)
+
+    def query(self, sql: str, parameters: Any) -> pl.DataFrame:
+        with self.statement(sql) as con:
+            return query_polars(con, sql, parameters)
+
+    def table_exists(self, table: str) -> bool:
+        parts = split_table_name(table)
+        return self.using(lambda con: table_exists(con, parts))
+
+    # ------------------------------------------------------------------ loads and state
+    def commit(self, work: Work, table: str, replayable: bool) -> LoadResult:
+        """Run one load through the backend, recording the caller's run ids in the ledger."""
+        ids = self.run_ids() if self.run_ids is not None else (None, None)
+        with run_ids(*ids):
+            result, self.last_attempts = self.backend.commit(self, work, table, replayable)
+        self.last_load = result
+        return result
+
+    def history(self, table: str | None) -> pl.DataFrame:
+        return self.using(lambda con: history(con, self.backend.qualify(con, table) if table else None))
+
+    def reset_incremental(self, table: str) -> int:
+        def reset(con: duckdb.DuckDBPyConnection) -> int:
+            qualified = self.backend.qualify(con, table)
+            with self.backend.state_scope(con):
+                return reset_incremental(con, qualified)
+
+        return self.using(reset)
