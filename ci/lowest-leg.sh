@@ -4,7 +4,8 @@
 # two in agreement), so each bound is a version the suite passes on. Runs the tests that cover
 # what the bounds matter for (LOWEST_TESTS below): loads of every frame kind, Parquet and
 # incremental loads, the DuckDB block, the serializer and result storage, the blocks' Prefect
-# contracts and the version checks. The newest leg (.venv) runs everything; the DuckLake leg runs DuckDB 1.5.5.
+# contracts, the e-mail notifier (aiosmtplib at its lowest), the wings and lazy imports, and the
+# version checks. The newest leg (.venv) runs everything; the DuckLake leg runs DuckDB 1.5.5.
 #
 # Usage: ci/lowest-leg.sh [extra pytest args]      (make test-lowest runs it)
 # Installs with uv (from the package index, into the venv): much faster than pip's resolver.
@@ -27,6 +28,8 @@ LOWEST_TESTS=(
   tests/test_cursor_types.py
   tests/test_incremental_identity.py
   tests/test_signed_storage.py
+  tests/test_notifications.py
+  tests/test_architecture.py
 )
 
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ "$CONSTRAINTS" -nt "$STAMP" ]; then

@@ -248,9 +248,9 @@ def test_block_schema_checksums_are_unchanged() -> None:
 # ----------------------------------------------------------------------------- wings
 
 #: Wings from the bottom up; a module may import only from its own wing and the ones below.
-#: ``facade`` is the package's ``__init__`` (and its helpers): it re-exports blocks, runtime
-#: and integration names lazily, so only ``tools`` may go through it.
-RANKS = {"core": 0, "runtime": 1, "blocks": 2, "integration": 3, "facade": 3.5, "tools": 4}
+#: ``facade`` is the package's ``__init__`` (and its helpers): it re-exports names of every
+#: wing lazily, so it sits on top and no module of the package goes through it.
+RANKS = {"core": 0, "runtime": 1, "blocks": 2, "integration": 3, "tools": 4, "facade": 5}
 
 
 def _module_name(path: Path) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from prefect_etl_blocks.core.session import Backend, Session
+from prefect_etl_blocks.core.warehouse.session import Backend, Session
 from prefect_etl_blocks.errors import QueryError
 
 
@@ -57,6 +57,6 @@ def test_a_failed_statement_leaves_nothing_open(tmp_path: Path) -> None:
 def test_the_core_session_does_not_import_prefect() -> None:
     import subprocess
 
-    code = "import sys, prefect_etl_blocks.core.session, prefect_etl_blocks.core.lake; print('prefect' in sys.modules)"
+    code = "import sys, prefect_etl_blocks.core.warehouse.session, prefect_etl_blocks.core.warehouse.lake; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

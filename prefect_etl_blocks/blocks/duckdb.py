@@ -3,7 +3,7 @@
 The ``DatabaseBlock`` methods, ``query``, the loads, the ledger and the sync/async pattern are
 shared with ``DuckLakeConnection`` and live in :mod:`prefect_etl_blocks.blocks.warehouse`; this module
 holds the block's fields. Opening, extensions and the file lock are the block's backend,
-:class:`~prefect_etl_blocks.core.duckdb_file.FileBackend`.
+:class:`~prefect_etl_blocks.core.warehouse.duckdb_file.FileBackend`.
 
 Connections and locks: DuckDB lets one process write a database file at a time. Outside a
 ``with db:`` block every call opens the file, does its work and closes it again, so two flows in
@@ -30,12 +30,12 @@ from prefect.blocks.abstract import DatabaseBlock
 from pydantic import Field, PrivateAttr, field_validator
 
 from prefect_etl_blocks.blocks.warehouse import WarehouseMethods, check_extension_names
-from prefect_etl_blocks.core.duckdb_file import FileBackend
 from prefect_etl_blocks.core.identifiers import quote_identifier, quote_table, split_table_name
 from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.core.loading.engine import LoadResult
 from prefect_etl_blocks.core.loading.strategies import LoadMode
-from prefect_etl_blocks.core.session import Session
+from prefect_etl_blocks.core.warehouse.duckdb_file import FileBackend
+from prefect_etl_blocks.core.warehouse.session import Session
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/duckdb_connection/"
 

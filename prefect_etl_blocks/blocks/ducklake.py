@@ -16,7 +16,7 @@ secrets created and the lake ``ATTACH``ed as ``lake``; every call takes a fresh 
 is kept. A DuckDB metadata file as catalog allows one process at a time, so there every call
 opens and closes its own DuckDB. Each connection reads one committed snapshot per transaction,
 so a reader never sees half a load. All of that is the block's backend,
-:class:`~prefect_etl_blocks.core.lake.LakeBackend`; this module holds the fields and the
+:class:`~prefect_etl_blocks.core.warehouse.lake.LakeBackend`; this module holds the fields and the
 maintenance methods and tasks.
 
 Secrets: the catalog's password is taken out of the connection string and handed to DuckDB as a
@@ -42,9 +42,9 @@ from prefect_etl_blocks.blocks.warehouse import WarehouseMethods, check_extensio
 from prefect_etl_blocks.core.engines import query_polars
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import split_table_name
-from prefect_etl_blocks.core.lake import LAKE, LakeBackend, as_instant, close_instances
-from prefect_etl_blocks.core.lake_catalog import MASK, CatalogSpec, LakeConfig, scrub
-from prefect_etl_blocks.core.session import Session
+from prefect_etl_blocks.core.warehouse.lake import LAKE, LakeBackend, as_instant, close_instances
+from prefect_etl_blocks.core.warehouse.lake_catalog import MASK, CatalogSpec, LakeConfig, scrub
+from prefect_etl_blocks.core.warehouse.session import Session
 from prefect_etl_blocks.runtime.retries import retry_transient
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/ducklake_connection/"

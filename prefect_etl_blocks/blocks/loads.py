@@ -2,7 +2,7 @@
 :meth:`~LoadMethods.load_parquet`, the ledger and the incremental state), as thin delegations:
 each public signature builds one :class:`~prefect_etl_blocks.core.loading.options.LoadOptions`,
 and :meth:`~LoadMethods._load` hands it to the block's
-:class:`~prefect_etl_blocks.core.session.Session` (whose backend commits it: a DuckLake re-runs
+:class:`~prefect_etl_blocks.core.warehouse.session.Session` (whose backend commits it: a DuckLake re-runs
 a conflicting commit) and reports the load as lineage.
 """
 
@@ -29,7 +29,7 @@ from prefect_etl_blocks.runtime.compat import async_dispatch
 
 if TYPE_CHECKING:
     from prefect_etl_blocks.blocks.parquet import ParquetSource
-    from prefect_etl_blocks.core.session import Session
+    from prefect_etl_blocks.core.warehouse.session import Session
 
 __all__ = ["LoadMethods"]
 

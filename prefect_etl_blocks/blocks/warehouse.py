@@ -1,13 +1,13 @@
 """What :class:`~prefect_etl_blocks.DuckDBConnection` and
 :class:`~prefect_etl_blocks.DuckLakeConnection` share, written once: Prefect's ``DatabaseBlock``
 methods, Polars queries, loads through :mod:`prefect_etl_blocks.core.loading` and the load ledger,
-as thin delegations to the block's :class:`~prefect_etl_blocks.core.session.Session`.
+as thin delegations to the block's :class:`~prefect_etl_blocks.core.warehouse.session.Session`.
 
 A block holds one session (created at first use, never shared by a copy or an unpickled block);
 the session holds the connection, its lock and the remembered fetch results, and a
-:class:`~prefect_etl_blocks.core.session.Backend` that the block names in :meth:`_backend` says
-what is its own (a DuckDB file: :class:`~prefect_etl_blocks.core.duckdb_file.FileBackend`; a
-DuckLake: :class:`~prefect_etl_blocks.core.lake.LakeBackend`).
+:class:`~prefect_etl_blocks.core.warehouse.session.Backend` that the block names in :meth:`_backend` says
+what is its own (a DuckDB file: :class:`~prefect_etl_blocks.core.warehouse.duckdb_file.FileBackend`; a
+DuckLake: :class:`~prefect_etl_blocks.core.warehouse.lake.LakeBackend`).
 
 Sync and async (the one pattern of the library): every I/O method ``X`` has an async twin
 ``aX`` and is decorated with Prefect's ``@async_dispatch(aX)``, as Prefect's own blocks are.
@@ -44,7 +44,7 @@ import polars as pl
 from prefect_etl_blocks.blocks.loads import LoadMethods
 from prefect_etl_blocks.core.errors import QueryError
 from prefect_etl_blocks.core.loading.strategies import LoadMode
-from prefect_etl_blocks.core.session import Backend, Session
+from prefect_etl_blocks.core.warehouse.session import Backend, Session
 from prefect_etl_blocks.runtime.compat import async_dispatch
 from prefect_etl_blocks.runtime.runs import prefect_run_ids
 

@@ -195,7 +195,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return print_history(chosen, table, as_json=args.json, wide=args.wide)
 
 
-def _installed_version(name: str) -> str:
+def _installed_version(name: str, module: str | None = None) -> str:
     """The installed version of ``name`` from its distribution's metadata, without importing it
     (importing Prefect alone takes about a second); the module's ``__version__`` only when no
     distribution of that name is installed (a build such as ``polars-lts-cpu``)."""
@@ -204,13 +204,12 @@ def _installed_version(name: str) -> str:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        return str(getattr(import_module(name), "__version__", "unknown"))
+        return str(getattr(import_module(module or name), "__version__", "unknown"))
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
-    import prefect_etl_blocks  # lazy: loads neither Prefect nor a block
-
-    print(f"prefect-etl-blocks {prefect_etl_blocks.__version__}")
+    ours = _installed_version("prefect-etl-blocks", module="prefect_etl_blocks")
+    print(f"prefect-etl-blocks {ours}")
     for name in ("prefect", "polars", "duckdb"):
         print(f"{name} {_installed_version(name)}")
     return 0

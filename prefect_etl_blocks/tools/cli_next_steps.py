@@ -20,12 +20,10 @@ def library_install_argument() -> str | None:
     """
     from importlib import metadata
 
-    import prefect_etl_blocks
-
     try:
         dist = metadata.distribution("prefect-etl-blocks")
     except metadata.PackageNotFoundError:
-        root = Path(prefect_etl_blocks.__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # tools/ → the package → the source tree
         return shlex.quote(str(root)) if (root / "pyproject.toml").is_file() else None
     raw = dist.read_text("direct_url.json")
     try:

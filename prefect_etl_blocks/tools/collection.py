@@ -8,8 +8,12 @@ package itself loads its names lazily, so this module defines every exported blo
 
 from __future__ import annotations
 
-import prefect_etl_blocks
+from prefect_etl_blocks.blocks.duckdb import DuckDBConnection
+from prefect_etl_blocks.blocks.ducklake import DuckLakeConnection
+from prefect_etl_blocks.blocks.notifications import EmailNotifier
+from prefect_etl_blocks.blocks.parquet import ParquetSource
+from prefect_etl_blocks.blocks.results import S3ResultStorage
+from prefect_etl_blocks.runtime import serializers  # noqa: F401 - defining it registers "polars-parquet"
 
-BLOCK_CLASSES = [
-    getattr(prefect_etl_blocks, name) for name in prefect_etl_blocks.__all__ if name[0].isupper()
-]
+#: Every block class the package exports (tests/test_architecture.py holds it to ``__all__``).
+BLOCK_CLASSES = [DuckDBConnection, DuckLakeConnection, EmailNotifier, ParquetSource, S3ResultStorage]

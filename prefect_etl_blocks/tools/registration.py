@@ -31,13 +31,11 @@ def block_classes() -> list[type[Block]]:
     Nested block types (``AwsCredentials`` in ``ParquetSource.aws_credentials``, and so on,
     at any depth) come before the blocks that use them, in the order Prefect registers them.
     """
-    import prefect_etl_blocks
+    from prefect_etl_blocks.tools.collection import BLOCK_CLASSES
 
     found: list[type[Block]] = []
-    for name in prefect_etl_blocks.__all__:
-        obj = getattr(prefect_etl_blocks, name)
-        if isinstance(obj, type) and issubclass(obj, Block):
-            _add_with_nested(obj, found)
+    for cls in BLOCK_CLASSES:
+        _add_with_nested(cls, found)
     return found
 
 

@@ -1,4 +1,4 @@
-"""The :class:`~prefect_etl_blocks.core.session.Backend` of a DuckDB database file (or an
+"""The :class:`~prefect_etl_blocks.core.warehouse.session.Backend` of a DuckDB database file (or an
 in-memory database): opening with the file lock, extensions and ``init_sql``."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from prefect_etl_blocks.core.loading.connections import (
     connect_waiting,
     lock_wait_seconds,
 )
-from prefect_etl_blocks.core.session import Backend
+from prefect_etl_blocks.core.warehouse.session import Backend
 
 __all__ = ["FileBackend", "FileSettings"]
 

@@ -1,11 +1,11 @@
 """The results a session's fetch methods remember (Prefect's ``DatabaseBlock`` fetch contract,
-as prefect-sqlalchemy implements it; see :mod:`prefect_etl_blocks.core.session`)."""
+as prefect-sqlalchemy implements it; see :mod:`prefect_etl_blocks.core.warehouse.session`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -13,8 +13,17 @@ from prefect_etl_blocks.core.engines import finish_result
 from prefect_etl_blocks.core.identifiers import quote_identifier
 from prefect_etl_blocks.core.loading.boundary import classify_query_error
 
-if TYPE_CHECKING:
-    from prefect_etl_blocks.core.session import Session
+
+class Owner(Protocol):
+    """What the results need of the session that owns them
+    (:class:`~prefect_etl_blocks.core.warehouse.session.Session`): its connection, its lock,
+    its backend's ``open``/``in_transaction``, and closing the connection when nothing holds it."""
+
+    connection: duckdb.DuckDBPyConnection | None
+    lock: Any
+    backend: Any
+
+    def close_if_idle(self) -> None: ...
 
 #: What a cursor must share with its connection to run a fetch's query in its place.
 _SESSION = (
@@ -32,7 +41,7 @@ class Results:
     the result is exhausted: the cursor is closed then, and with it the connection it kept (a
     file is released). An exhausted result stays as ``(None, [])``, holding nothing."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Owner) -> None:
         self.session = session
         self.cursors: dict[Any, tuple[duckdb.DuckDBPyConnection | None, list[tuple]]] = {}
 

@@ -13,7 +13,7 @@ Results (Prefect's ``DatabaseBlock`` convention, as prefect-sqlalchemy implement
 called again with the same operation and parameters continues one result; an exhausted result
 keeps returning ``[]`` until :meth:`Session.reset`, :meth:`Session.close` or the end of the
 outermost hold. A result being read keeps its connection (a file stays locked) until it is read
-to the end; an exhausted one holds nothing. See :mod:`prefect_etl_blocks.core.results`.
+to the end; an exhausted one holds nothing. See :mod:`prefect_etl_blocks.core.warehouse.results`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from prefect_etl_blocks.core.loading.connections import in_transaction, transact
 from prefect_etl_blocks.core.loading.engine import LoadResult, table_exists
 from prefect_etl_blocks.core.loading.incremental import reset_incremental
 from prefect_etl_blocks.core.loading.ledger import history, run_ids
-from prefect_etl_blocks.core.results import Results, classified
+from prefect_etl_blocks.core.warehouse.results import Results, classified
 
 T = TypeVar("T")
 #: A connection-level failure: the backend may have to reconnect (:meth:`Backend.broken`).

@@ -1,4 +1,4 @@
-"""The :class:`~prefect_etl_blocks.core.session.Backend` of a DuckLake: one shared DuckDB
+"""The :class:`~prefect_etl_blocks.core.warehouse.session.Backend` of a DuckLake: one shared DuckDB
 instance per configuration and process with the lake attached, commits re-run on conflict,
 and every error masked of the catalog's secrets. Prefect-free.
 
@@ -35,7 +35,11 @@ from prefect_etl_blocks.core.errors import (
 )
 from prefect_etl_blocks.core.extensions import load_extension
 from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_name
-from prefect_etl_blocks.core.lake_catalog import (
+from prefect_etl_blocks.core.loading.boundary import commit_conflict
+from prefect_etl_blocks.core.loading.connections import in_transaction
+from prefect_etl_blocks.core.loading.engine import LoadResult
+from prefect_etl_blocks.core.loading.ledger import resolve
+from prefect_etl_blocks.core.warehouse.lake_catalog import (
     CatalogSpec,
     LakeConfig,
     clean_exception,
@@ -43,14 +47,10 @@ from prefect_etl_blocks.core.lake_catalog import (
     split_settings,
     sql_literal,
 )
-from prefect_etl_blocks.core.loading.boundary import commit_conflict
-from prefect_etl_blocks.core.loading.connections import in_transaction
-from prefect_etl_blocks.core.loading.engine import LoadResult
-from prefect_etl_blocks.core.loading.ledger import resolve
-from prefect_etl_blocks.core.session import Backend, Work
+from prefect_etl_blocks.core.warehouse.session import Backend, Work
 
 if TYPE_CHECKING:
-    from prefect_etl_blocks.core.session import Session
+    from prefect_etl_blocks.core.warehouse.session import Session
 
 #: The name the lake is attached under (and made the default with ``USE``).
 LAKE = "lake"
