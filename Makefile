@@ -39,13 +39,14 @@ chromium: system-deps
 demo: $(STAMP)
 	$(BIN)/prefect-etl demo
 
-# The main suite on the newest releases (DuckDB 2.x), then the lowest leg (every dependency at its
-# declared lower bound, .venv-lowest) and the DuckLake leg on DuckDB 1.5.5 (.venv-ducklake).
+# The main suite on the newest releases (DuckDB 2.x), then, side by side, the lowest leg (every
+# dependency at its declared lower bound, .venv-lowest) and the DuckLake leg on DuckDB 1.5.5
+# (.venv-ducklake, one test at a time against PostgreSQL, mostly waiting); each leg's output is
+# printed whole when it ends.
 test: $(STAMP) system-deps
 	$(BIN)/ruff check prefect_etl_blocks tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not ducklake"
-	$(MAKE) test-lowest
-	$(MAKE) test-ducklake
+	$(MAKE) -j2 --output-sync=target test-lowest test-ducklake
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not ducklake"
