@@ -155,11 +155,6 @@ def resolve(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> TableRef:
     return TableRef(databases.get(fold(parts[0]), parts[0]), parts[1], parts[2])
 
 
-def state_schema(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> str:
-    """The quoted state schema in the catalog of the table named by ``parts``."""
-    return resolve(con, parts).state
-
-
 def table_key(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> str:
     """The key the table named by ``parts`` is recorded under (see the module docstring)."""
     return resolve(con, parts).key
