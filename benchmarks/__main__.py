@@ -3,7 +3,8 @@
 Each ``benchmarks/bench_*.py`` exposes ``run(repeats=...) -> list[dict]``: one dict a
 measurement, with at least ``name`` and ``ratio`` (ours divided by the baseline measured in the
 same run; lower is better), and usually ``baseline``, ``seconds``, ``baseline_seconds``,
-``target`` and free-form extras (bytes, peak RSS). This file only gathers and renders them.
+``target`` and free-form extras (bytes, peak RSS). A module may also set ``NOTES`` (Markdown,
+shown after its table: what the figures mean, a profile). This file only gathers and renders them.
 
 Usage: ``python -m benchmarks [--repeats N] [--only bench_duckdb,bench_parquet]``.
 
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
         when = stored[name]
         lines += [f"## {name}", "", summary, "", f"_Measured {when['measured']}, {when['repeats']} repeats._", "", *table(rows), ""]
+        notes = getattr(module, "NOTES", "").strip()  # a module's own words after its table
+        if notes:
+            lines += [notes, ""]
     RESULTS.write_text("\n".join(lines))
     chart(results)
     # The docs carry the same report (generated; edit benchmarks/__main__.py, not the page).

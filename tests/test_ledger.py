@@ -142,3 +142,49 @@ def test_the_core_records_the_run_ids_it_is_given_without_prefect() -> None:
     load(con, SECOND, "items", mode="append")
     rows = history(con, "items").select("flow_run_id", "task_run_id").rows()
     assert rows == [("flow-1", "task-1"), (None, None)]
+
+
+#: The ``loads`` table as versions before the quarantine/rollback columns created it.
+_OLD_LOADS = (
+    "load_id VARCHAR, table_name VARCHAR, strategy VARCHAR, incremental VARCHAR, inserted BIGINT, "
+    "updated BIGINT, deleted BIGINT, created BOOLEAN, files VARCHAR[], files_deleted VARCHAR[], "
+    "cursor_column VARCHAR, cursor_from VARCHAR, cursor_to VARCHAR, schema_changes VARCHAR[], "
+    "checks VARCHAR[], flow_run_id VARCHAR, task_run_id VARCHAR, started_at TIMESTAMP, "
+    "finished_at TIMESTAMP"
+)
+
+
+def test_a_ledger_an_earlier_version_created_gains_the_new_columns_on_its_next_load(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.duckdb")
+    with duckdb.connect(path) as con:
+        con.execute(f"CREATE SCHEMA {STATE_SCHEMA}")
+        con.execute(f"CREATE TABLE {STATE_SCHEMA}.loads ({_OLD_LOADS})")
+        con.execute(
+            f"CREATE TABLE {STATE_SCHEMA}.files (table_name VARCHAR, path VARCHAR, size BIGINT, "
+            "version VARCHAR, footer_sha256 VARCHAR, load_id VARCHAR, loaded_at TIMESTAMP)"
+        )
+        con.execute(
+            f"CREATE TABLE {STATE_SCHEMA}.cursors (table_name VARCHAR, cursor_column VARCHAR, "
+            "mark VARCHAR, mark_type VARCHAR, load_id VARCHAR, updated_at TIMESTAMP)"
+        )
+        con.execute(
+            f"INSERT INTO {STATE_SCHEMA}.loads (load_id, table_name, strategy, inserted, started_at) "
+            "VALUES ('old-1', 'main.items', 'replace', 3, TIMESTAMP '2026-01-01 00:00:00')"
+        )
+    db = DuckDBConnection(database=path, read_only=True)
+    before = db.load_history("items")
+    # Read only, nothing migrated: the new columns read as null, in the documented order.
+    assert before["load_id"].to_list() == ["old-1"]
+    assert before.columns[-3:] == ["quarantined", "read_snapshot_id", "rollback_of"]
+    assert before["quarantined"].to_list() == [None]
+
+    writer = DuckDBConnection(database=path)
+    writer.load_frame(FIRST, "items", mode="append")
+    after = writer.load_history("items")
+    assert after["load_id"].to_list()[0] == "old-1"
+    assert after["inserted"].to_list() == [3, 3]
+    assert after["quarantined"].to_list() == [None, 0]
+    assert after.columns == before.columns
+    with duckdb.connect(path, read_only=True) as con:
+        columns = [r[0] for r in con.execute(f"DESCRIBE {STATE_SCHEMA}.loads").fetchall()]
+    assert columns[-3:] == ["quarantined", "read_snapshot_id", "rollback_of"]

@@ -175,3 +175,23 @@ def test_the_core_loads_any_file_source_without_importing_prefect(tmp_path: Path
         [sys.executable, "-c", PREFECT_FREE, str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"on_check_failure": "skip"}, "on_check_failure='skip' is not valid"),
+        ({"dry_run": "yes"}, "dry_run='yes' must be True or False"),
+        ({"transactional": 1}, "transactional=1 must be None, True or False"),
+        ({"upstream": [1]}, "give asset keys as strings"),
+    ],
+)
+def test_the_run_options_are_refused_at_construction(options: dict, message: str) -> None:
+    with pytest.raises(LoadConfigError, match=re.escape(message)):
+        LoadOptions(**options)
+
+
+def test_upstream_is_a_tuple_of_keys_and_a_string_is_one_key() -> None:
+    assert LoadOptions(upstream="s3://bucket/raw").upstream == ("s3://bucket/raw",)
+    assert LoadOptions(upstream=["a://x", "b://y"]).upstream == ("a://x", "b://y")
+    assert LoadOptions().upstream == ()

@@ -8,18 +8,16 @@ write one file at once with ``upsert``, ``append`` and ``replace``, and all succ
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from prefect_etl_blocks import DuckDBConnection
+from tests.fixtures.races import kill_while_loading
 
 ROWS = 100_000
 
@@ -117,22 +115,7 @@ def _kill_during_loads(tmp_path: Path, mode: str, folder: str, extra: list[str] 
     path = str(tmp_path / "crash.duckdb")
     rng = random.Random(mode)
     for attempt in range(2):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _LOOP, path, mode, folder, str(ROWS), *(extra or [])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        try:
-            line = proc.stdout.readline().strip() if proc.stdout else ""
-            assert line == "ready", proc.stderr.read() if proc.stderr else ""
-            time.sleep(rng.uniform(0.1, 1.2))
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""  # still loading
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream:
-                    stream.close()
+        kill_while_loading([_LOOP, path, mode, folder, str(ROWS), *(extra or [])], rng.uniform(0.1, 1.2))
         db = DuckDBConnection(database=path)
         _check_state(db, mode.split("-", 1)[1] if mode.startswith("parquet") else mode)
         _no_leftovers(db)

@@ -191,6 +191,18 @@ def wait_for_run(server: PrefectServer, flow_run_id: str, timeout: float = 240) 
     raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s: {flow_run['state']}")
 
 
+def server_events(server: PrefectServer, name: str, key: str, timeout: float = 90) -> list[dict]:
+    """The events ``name`` of resource ``key`` the server stored, waiting for the first (the
+    client sends them in the background and the server persists them in batches)."""
+    query = {"filter": {"event": {"name": [name]}, "resource": {"id": [key]}}, "limit": 10}
+    deadline = time.monotonic() + timeout
+    found: list[dict] = []
+    while not found and time.monotonic() < deadline:
+        found = api(server, "POST", "/events/filter", json=query).json()["events"]
+        time.sleep(0.5)
+    return found
+
+
 def test_baked_project_deploys_and_runs_on_a_worker(prefect_server: PrefectServer, tmp_path: Path) -> None:
     from prefect_etl_blocks.demo import generate_sales_data
     from prefect_etl_blocks.scaffold import new_project
@@ -232,12 +244,7 @@ def test_baked_project_deploys_and_runs_on_a_worker(prefect_server: PrefectServe
         from prefect_etl_blocks.lineage import SUCCEEDED, asset_key
 
         key = asset_key(str(database), "it.summary")
-        query = {"filter": {"event": {"name": [SUCCEEDED]}, "resource": {"id": [key]}}, "limit": 10}
-        deadline = time.monotonic() + 90
-        events: list[dict] = []
-        while not events and time.monotonic() < deadline:
-            events = api(prefect_server, "POST", "/events/filter", json=query).json()["events"]
-            time.sleep(1)
+        events = server_events(prefect_server, SUCCEEDED, key)
         assert events, f"no {SUCCEEDED} event for {key}"
         assert events[0]["payload"]["rows"] == 8 and events[0]["payload"]["strategy"] == "replace"
 
@@ -256,3 +263,48 @@ def test_baked_project_deploys_and_runs_on_a_worker(prefect_server: PrefectServe
         assert "matched no Parquet files" in logs and missing in logs
     finally:
         stop_group(worker)
+
+
+def test_lineage_edges_reach_a_real_servers_events_api(prefect_server: PrefectServer, tmp_path: Path) -> None:
+    """Issue 23: a flow loads a hive Parquet dataset; the server stores the source's
+    ``prefect.asset.referenced`` event and a materialization relating it with role ``asset``,
+    under the table key prefect-dbt gives ``"shop"."raw"."orders"``."""
+    from prefect_dbt.utilities import format_resource_id
+
+    from prefect_etl_blocks.lineage import REFERENCED, SUCCEEDED, asset_key, source_asset_key
+
+    data = tmp_path / "orders"
+    (data / "day=1").mkdir(parents=True)
+    database = tmp_path / "shop.duckdb"
+    script = tmp_path / "nightly.py"
+    script.write_text(textwrap.dedent(f"""
+        import polars as pl
+        from prefect import flow
+        from prefect_etl_blocks import DuckDBConnection, ParquetSource
+        from prefect_etl_blocks.tasks import load_to_duckdb
+
+        pl.DataFrame({{"id": [1, 2, 3]}}).write_parquet({str(data / "day=1" / "a.parquet")!r})
+
+        @flow
+        def nightly() -> None:
+            db = DuckDBConnection(database={str(database)!r})
+            load_to_duckdb(ParquetSource(path={str(data)!r} + "/day=*/*.parquet"), "raw.orders", db,
+                           upstream=["postgres://crm/public/orders"])
+
+        nightly()
+    """))
+    done = run([sys.executable, str(script)], prefect_server, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    source = source_asset_key(str(data))
+    table = asset_key(str(database), "raw.orders")
+    assert table == format_resource_id("duckdb", '"shop"."raw"."orders"') == "duckdb://shop/raw/orders"
+
+    assert server_events(prefect_server, REFERENCED, source)
+    assert server_events(prefect_server, REFERENCED, "postgres://crm/public/orders")
+    [materialized] = server_events(prefect_server, SUCCEEDED, table)
+    upstream = sorted(r["prefect.resource.id"] for r in materialized["related"] if r["prefect.resource.role"] == "asset")
+    assert upstream == sorted([source, "postgres://crm/public/orders"])
+    assert {"flow-run", "task-run", "asset-materialized-by"} <= {r["prefect.resource.role"] for r in materialized["related"]}
+    assert materialized["payload"]["row_count"] == 3
+    assert materialized["payload"]["schema"] == {"id": "BIGINT", "day": "BIGINT"}  # day: the hive column

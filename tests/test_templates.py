@@ -5,8 +5,11 @@ Unicode), and generated projects installed into a fresh venv where their own tes
 from __future__ import annotations
 
 import ast
+import datetime as dt
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from jinja2 import Environment
 
@@ -52,6 +55,17 @@ def module_of(project: Path) -> Path:
     return module
 
 
+def code_of(project: Path) -> str:
+    """The flow module and the modules of the choices it uses (warehouse, task runner)."""
+    module = module_of(project)
+    return "\n".join((module / name).read_text() for name in ("flow.py", "warehouse.py", "runner.py") if (module / name).exists())
+
+
+def runner_values(project: Path) -> dict[str, object]:
+    tree = ast.parse((module_of(project) / "runner.py").read_text())
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)}
+
+
 def parsed_files(project: Path) -> tuple[dict, dict]:
     """Compile every .py; parse prefect.yaml and pyproject.toml (returned)."""
     for path in project.rglob("*.py"):
@@ -74,6 +88,104 @@ def assert_valid_project(project: Path) -> None:
     assert first["concurrency_limit"]["limit"] == 1
     answers = json.loads((project / ".cookiecutter.json").read_text())
     assert answers["project_slug"] == project.name
+    assert json.loads((project / ".prefect-etl.json").read_text())["answers"] == answers
+    machine = str(project.parent.resolve())
+    for path in project.rglob("*"):
+        if path.is_file():  # no path of the generating machine (cookiecutter's _output_dir, _repo_dir...)
+            assert machine not in path.read_text(errors="replace") and str(ROOT) not in path.read_text(errors="replace"), path
+
+
+TEMPLATE_DIR = ROOT / "templates" / "flow-project"
+JINJA_TAG = re.compile(r"\{\{|\{%|\{#")
+
+
+def test_no_template_file_has_more_than_20_jinja_tags() -> None:
+    """Files split by choice instead of nested conditionals (the one flow.py had 81 tags)."""
+    counts = {
+        path.relative_to(TEMPLATE_DIR).as_posix(): len(JINJA_TAG.findall(path.read_text()))
+        for path in TEMPLATE_DIR.rglob("*") if path.is_file()
+    }
+    assert len(counts) > 30
+    assert {path: n for path, n in counts.items() if n > 20} == {}
+    module = "{{cookiecutter.project_slug}}/{{cookiecutter.module_name}}"
+    assert sorted(p for p in counts if p.startswith(f"{module}/flow_")) == [
+        f"{module}/flow_{variant}.py" for variant in ("batch", "batch_incremental", "partitioned", "partitioned_lake")
+    ]
+
+
+# Every generated project of the 64 answer combinations is checked in one child process: each
+# module imports, and prefect.yaml goes through what `prefect deploy` runs on it (its loader and
+# model, the entrypoint's flow, its parameters against the flow's signature, the schedules).
+_IMPORT_AND_DEPLOY = r"""
+import importlib, io, json, os, sys
+from pathlib import Path
+
+import yaml
+from prefect.cli.deploy._config import _load_deploy_configs_and_actions
+from prefect.cli.deploy._models import PrefectYamlModel
+from prefect.cli.deploy._schedules import _construct_schedules
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+from rich.console import Console
+
+failures = {}
+for folder in sys.argv[1:]:
+    project = Path(folder)
+    os.chdir(project)
+    sys.path.insert(0, str(project))
+    try:
+        answers = json.loads(Path(".cookiecutter.json").read_text())
+        module = answers["module_name"]
+        for path in sorted(Path(module).glob("*.py")):
+            importlib.import_module(module if path.stem == "__init__" else f"{module}.{path.stem}")
+        said = io.StringIO()
+        configs, _ = _load_deploy_configs_and_actions(Path("prefect.yaml"), console=Console(file=said))
+        assert not said.getvalue(), said.getvalue()
+        PrefectYamlModel.model_validate(yaml.safe_load(Path("prefect.yaml").read_text()))
+        (config,) = configs
+        flow = load_flow_from_entrypoint(config["entrypoint"])
+        assert flow.name == answers["flow_name"], flow.name
+        assert set(parameter_schema(flow).properties) >= set(config["parameters"]) | {"dry_run"}
+        flow.validate_parameters(config["parameters"])
+        (schedule,) = _construct_schedules(config, {}, console=Console(file=said), is_interactive=lambda: False)
+        assert schedule["schedule"].cron == answers["cron_schedule"] and schedule["active"] is True
+    except Exception as exc:
+        failures[project.name] = f"{type(exc).__name__}: {exc}"
+    finally:
+        sys.path.remove(str(project))
+print(json.dumps(failures))
+"""
+
+
+def test_every_combination_renders_lints_imports_and_deploys(tmp_path: Path) -> None:
+    """All 64 combinations of the six choices: the 48 valid ones bake, pass ruff, import and
+    deploy; the 16 others (incremental with the partitioned shape) are refused naming the answer."""
+    raw = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+    choices = {name: options for name, options in raw.items() if isinstance(options, list) and not name.startswith("_")}
+    combinations = list(itertools.product(*choices.values()))
+    assert len(combinations) == 64
+    baked, refused = [], []
+    for number, combination in enumerate(combinations):
+        context = {"project_name": f"Combo {number}", **dict(zip(choices, combination, strict=True))}
+        try:
+            baked.append(new_project("flow-project", output_dir=tmp_path, no_input=True, extra_context=context))
+        except AnswerError as exc:
+            refused.append((context, exc.field))
+    assert [(c["shape"], c["load_strategy"], field) for c, field in refused] == [("partitioned", "incremental", "load_strategy")] * 16
+    assert len(baked) == 48
+    for project in baked:
+        parsed_files(project)
+        module = module_of(project)
+        assert not [p.name for p in module.iterdir() if re.match(r"(flow|transform|warehouse|runner)_", p.name)]
+        assert {"flow.py", "transform.py", "warehouse.py", "report.py"} <= {p.name for p in module.iterdir()}
+    lint = subprocess.run([RUFF, "check", "--no-cache", *map(str, baked)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout[-4000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    child = subprocess.run([sys.executable, "-c", _IMPORT_AND_DEPLOY, *map(str, baked)], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert child.returncode == 0, child.stderr[-4000:]
+    assert json.loads(child.stdout.splitlines()[-1]) == {}
 
 
 def test_index_lists_the_presets_over_one_template() -> None:
@@ -93,8 +205,11 @@ def test_bake_each_preset_with_defaults(tmp_path: Path, preset: str) -> None:
     module = module_of(project)
     assert not (module / "alerts.py").exists() and not (module / "storage.py").exists()
     assert (module / "sample_data.py").exists()
-    flow = (module / "flow.py").read_text()
+    flow = code_of(project)
     assert "SourceFingerprint()" in flow and "concurrency(WRITE_LIMIT_NAME" in flow and "cache_expiration" in flow
+    # The example transformation lives in the project, where the team edits it.
+    assert "prefect_etl_blocks.sales" not in flow and "prefect_etl_blocks.sales" not in (module / "transform.py").read_text()
+    assert ("def summarize_sales(" in (module / "transform.py").read_text()) == (preset == "etl-flow")
     assert "summarize_sales" in flow or preset == "partitioned-flow"
     assert ("summarize_partition.map" in flow) == (preset == "partitioned-flow")
     values = settings_values(project)
@@ -137,16 +252,17 @@ def test_bake_each_option(tmp_path: Path, preset: str, context: dict, present: l
         assert (module / name).exists(), name
     for name in absent:
         assert not (module / name).exists(), name
-    flow = (module / "flow.py").read_text()
+    flow = code_of(project)
     if context.get("notifications") == "email":
         assert "on_failure=[on_failure]" in flow
     if context.get("result_storage") == "s3":
         assert '"result_storage": ' in (module / "settings.py").read_text()
     if context.get("task_runner") == "dask":
         assert "DaskTaskRunner" in flow and "prefect-etl-blocks[dask]" in (project / "pyproject.toml").read_text()
-        assert settings_values(project)["DASK_ADDRESS"] == context.get("dask_address", "")
+        assert runner_values(project)["DASK_ADDRESS"] == context.get("dask_address", "")
     if context.get("load_strategy") == "incremental":
-        assert "incremental=True" in flow and "summarize_raw" in flow and "def summarize(" in flow
+        assert "incremental=True" in flow and "summarize_raw" in flow
+        assert "summary_query(raw_table)" in flow and "def summary_query(" in (module / "transform.py").read_text()
     if context.get("warehouse") == "ducklake":
         values = settings_values(project)
         assert values["DUCKLAKE_BLOCK"] == f"{project.name}-lake" and "DUCKDB_PATH" not in values
@@ -382,9 +498,85 @@ def test_generated_project_installs_and_passes_its_own_tests(tmp_path: Path, pre
         cwd=project, env=env, capture_output=True, text=True, timeout=600,
     )
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    assert "7 passed" in tests.stdout, tests.stdout[-2000:]
+    assert "8 passed" in tests.stdout, tests.stdout[-2000:]
     lint = subprocess.run([RUFF, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
+
+
+def _combinations_for_this_leg() -> list[dict[str, str]]:
+    """The valid answer combinations whose projects can run their tests here: DuckLake projects
+    need the DuckLake extension (the DuckLake leg runs theirs, test_templates_ducklake.py)."""
+    raw = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+    choices = {name: options for name, options in raw.items() if isinstance(options, list) and not name.startswith("_")}
+    found = []
+    for combination in itertools.product(*choices.values()):
+        context = dict(zip(choices, combination, strict=True))
+        if context["warehouse"] != "duckdb" or (context["shape"] == "partitioned" and context["load_strategy"] == "incremental"):
+            continue
+        if context["shape"] == "batch" and context["task_runner"] != "threads":
+            continue  # the task runner is a question of the partitioned shape only: the same project
+        found.append(context)
+    return found
+
+
+# A different sample each day; TEMPLATE_SAMPLE_SEED=N replays the sample of a failed run (its
+# seed is printed in the test's output).
+SAMPLE_SEED = int(os.environ.get("TEMPLATE_SAMPLE_SEED") or dt.date.today().strftime("%Y%m%d"))
+LEG_COMBINATIONS = _combinations_for_this_leg()
+
+
+def rotating_sample(day_seed: int, size: int = 8) -> list[dict[str, str]]:
+    """``size`` distinct combinations drawn by hypothesis from ``day_seed``: the last of a few
+    generated examples (hypothesis tries the simplest example first, the same every day)."""
+    drawn: list[list[int]] = []
+
+    @seed(day_seed)
+    @settings(max_examples=5, phases=[Phase.generate], database=None, deadline=None)
+    @given(st.lists(st.sampled_from(range(len(LEG_COMBINATIONS))), min_size=size, max_size=size, unique=True))
+    def draw(sample: list[int]) -> None:
+        drawn.append(sample)
+
+    draw()
+    return [LEG_COMBINATIONS[i] for i in drawn[-1]]
+
+
+def test_the_rotating_sample_changes_with_the_seed() -> None:
+    samples = [rotating_sample(day) for day in (20261206, 20261207, 20261208)]
+    assert all(len({json.dumps(c, sort_keys=True) for c in sample}) == 8 for sample in samples)
+    assert samples[0] != samples[1] != samples[2] and rotating_sample(20261206) == samples[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("half", [0, 1])
+def test_a_rotating_sample_of_combinations_installs_and_passes_its_own_tests(tmp_path: Path, half: int) -> None:
+    """8 combinations a day, in two halves that pytest -n 2 runs side by side; each half is
+    installed (``pip install --target``, next to this checkout's library) and tested by one
+    pytest run, which shares one Prefect harness (the generated conftest reuses a harness
+    another project of the run started)."""
+    contexts = rotating_sample(SAMPLE_SEED)[4 * half : 4 * half + 4]
+    print(f"rotating sample, TEMPLATE_SAMPLE_SEED={SAMPLE_SEED}: {contexts}")
+    root = tmp_path
+    projects = [
+        new_project("flow-project", output_dir=root / "projects", no_input=True,
+                    extra_context={"project_name": f"Sample {4 * half + i}", **context})
+        for i, context in enumerate(contexts)
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(root / "site"),
+         *map(str, projects)],
+        check=True, capture_output=True, timeout=600,
+    )
+    (root / "projects" / "pytest.ini").write_text("[pytest]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", PYTHONPATH=str(root / "site"))
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:randomly",
+         "--import-mode=importlib", *(f"{p.name}/tests" for p in projects)],
+        cwd=root / "projects", env=env, capture_output=True, text=True, timeout=800,
+    )
+    assert tests.returncode == 0, tests.stdout[-6000:] + tests.stderr[-2000:]
+    assert f"{8 * len(projects)} passed" in tests.stdout, tests.stdout[-2000:]
 
 
 def test_setup_limits_refuses_without_a_prefect_server(tmp_path: Path) -> None:

@@ -31,10 +31,10 @@ def _project_env(project: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("preset", "context", "passed"),
     [
-        ("etl-flow", {}, 7),
-        ("etl-flow", {"load_strategy": "incremental"}, 7),
-        ("partitioned-flow", {"task_runner": "threads"}, 7),
-        ("partitioned-flow", {"task_runner": "dask", "max_workers": "2"}, 7),
+        ("etl-flow", {}, 8),
+        ("etl-flow", {"load_strategy": "incremental"}, 8),
+        ("partitioned-flow", {"task_runner": "threads"}, 8),
+        ("partitioned-flow", {"task_runner": "dask", "max_workers": "2"}, 8),
     ],
 )
 def test_generated_lake_project_passes_its_own_tests(tmp_path: Path, preset: str, context: dict, passed: int) -> None:

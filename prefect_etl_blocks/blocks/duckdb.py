@@ -30,12 +30,14 @@ from prefect.blocks.abstract import DatabaseBlock
 from pydantic import Field, PrivateAttr, field_validator
 
 from prefect_etl_blocks.blocks.warehouse import WarehouseMethods, check_extension_names
+from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import quote_identifier, quote_table, split_table_name
 from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.core.loading.engine import LoadResult
 from prefect_etl_blocks.core.loading.strategies import LoadMode
 from prefect_etl_blocks.core.warehouse.duckdb_file import FileBackend
 from prefect_etl_blocks.core.warehouse.session import Session
+from prefect_etl_blocks.runtime.compat import async_dispatch
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/duckdb_connection/"
 
@@ -156,4 +158,28 @@ class DuckDBConnection(WarehouseMethods, DatabaseBlock):
 
     def __repr__(self) -> str:
         return f"DuckDBConnection(database={self.database!r}, read_only={self.read_only!r})"
+
+    # ------------------------------------------------------------------ rollback
+    async def arollback(self, table: str, load_id: str, *, force: bool = False) -> LoadResult:
+        """Async twin of :meth:`rollback` (refused the same way)."""
+        raise self._no_history(table, load_id)
+
+    @async_dispatch(arollback)
+    def rollback(self, table: str, load_id: str, *, force: bool = False) -> LoadResult:
+        """Refused: a DuckDB file keeps no history to put ``table`` back from.
+
+        ``DuckLakeConnection.rollback`` does this on a DuckLake, which keeps every snapshot.
+        Raises ``LoadConfigError`` saying so and what to do instead; nothing is read or written.
+        """
+        raise self._no_history(table, load_id)
+
+    def _no_history(self, table: str, load_id: str) -> LoadConfigError:
+        return LoadConfigError(
+            f"Cannot roll back {table!r} to before load {load_id}: a DuckDB database file "
+            f"({self.database_path}) keeps no history of its tables, only their current rows "
+            "(a committed load cannot be undone from the file alone). Instead: restore the file "
+            f"from a backup taken before the load; or undo it by hand from load_history({table!r}) "
+            "(its row says what the load inserted, updated and deleted); or load into a "
+            "DuckLakeConnection, whose rollback() restores a table from its snapshots."
+        )
 

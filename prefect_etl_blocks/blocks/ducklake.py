@@ -42,9 +42,13 @@ from prefect_etl_blocks.blocks.warehouse import WarehouseMethods, check_extensio
 from prefect_etl_blocks.core.engines import query_polars
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import split_table_name
+from prefect_etl_blocks.core.loading.engine import LoadResult
 from prefect_etl_blocks.core.warehouse.lake import LAKE, LakeBackend, as_instant, close_instances
 from prefect_etl_blocks.core.warehouse.lake_catalog import MASK, CatalogSpec, LakeConfig, scrub
+from prefect_etl_blocks.core.warehouse.lake_rollback import rollback_work
 from prefect_etl_blocks.core.warehouse.session import Session
+from prefect_etl_blocks.runtime import lineage
+from prefect_etl_blocks.runtime.compat import async_dispatch
 from prefect_etl_blocks.runtime.retries import retry_transient
 
 DOCS_URL = "https://prefect-etl-blocks.readthedocs.io/en/latest/blocks/ducklake_connection/"
@@ -58,7 +62,8 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
     The same API as :class:`~prefect_etl_blocks.DuckDBConnection`: the ``DatabaseBlock``
     methods, ``query``, ``load_frame`` and ``load_parquet`` with every mode, schema contract
     and check, through the same load engine. Plus maintenance: :meth:`compact`,
-    :meth:`expire_snapshots`, :meth:`cleanup_old_files` and :meth:`snapshots`.
+    :meth:`expire_snapshots`, :meth:`cleanup_old_files` and :meth:`snapshots`; and
+    :meth:`rollback`, which puts a table back as it was just before one load.
 
     Example:
         Load a saved block:
@@ -277,6 +282,30 @@ class DuckLakeConnection(WarehouseMethods, DatabaseBlock):
         """The id of the newest committed snapshot."""
         sql = f"SELECT id FROM ducklake_current_snapshot('{LAKE}')"
         return self._warehouse.using(lambda con: con.execute(sql).fetchall()[0][0])
+
+    async def arollback(self, table: str, load_id: str, *, force: bool = False) -> LoadResult:
+        """Async twin of :meth:`rollback`."""
+        return await self._in_thread(self.rollback, table, load_id, force=force)
+
+    @async_dispatch(arollback)
+    def rollback(self, table: str, load_id: str, *, force: bool = False) -> LoadResult:
+        """Put ``table`` back as it was just before load ``load_id`` (a ``load_id`` of
+        :meth:`load_history`), from the lake's snapshots, as a new commit with a ledger row of
+        its own (strategy ``rollback``; roll that back to undo the rollback). Returns its
+        ``LoadResult``: ``inserted`` rows put back, ``deleted`` rows taken out.
+
+        Refused with ``LoadConfigError`` (nothing written) when the snapshot before the load
+        was expired, and, unless ``force=True``, when a later commit changed the table (a
+        later load, or any other write) or another load into it committed in the same
+        snapshot; ``force=True`` discards those too. See
+        :mod:`~prefect_etl_blocks.core.warehouse.lake_rollback`.
+        """
+        with self._warehouse.backend.masking():
+            self._refuse_if_read_only(f"roll back {table!r}")
+            result = self._warehouse.commit(rollback_work(table, load_id, force=force), table, True)
+        if lineage.in_prefect_run():
+            lineage.emit_load_succeeded(self.database_path, result)
+        return result
 
     def compact(
         self,

@@ -8,6 +8,7 @@ a conflicting commit) and reports the load as lineage.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,19 +20,30 @@ from prefect_etl_blocks.core.checks import Check
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.core.loading.engine import LoadResult
-from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions
+from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions, OnCheckFailure
 from prefect_etl_blocks.core.loading.run import run_load
 from prefect_etl_blocks.core.loading.sources import FileSource
 from prefect_etl_blocks.core.loading.staging import as_source, parquet_source
 from prefect_etl_blocks.core.loading.strategies import LoadMode
-from prefect_etl_blocks.runtime import lineage
+from prefect_etl_blocks.runtime import lineage, transactions
 from prefect_etl_blocks.runtime.compat import async_dispatch
+from prefect_etl_blocks.runtime.quarantine_artifact import publish_quarantine
 
 if TYPE_CHECKING:
     from prefect_etl_blocks.blocks.parquet import ParquetSource
     from prefect_etl_blocks.core.warehouse.session import Session
+    from prefect_etl_blocks.core.warehouse.units import Unit
 
-__all__ = ["LoadMethods"]
+__all__ = ["LoadMethods", "asset_keys"]
+
+
+def asset_keys(upstream: Any) -> tuple[Any, ...]:
+    """``upstream=`` as asset keys: a ``prefect.assets.Asset`` becomes its ``key``; a string is
+    one key. Anything else is passed on for :class:`LoadOptions` to refuse."""
+    if upstream is None:
+        return ()
+    items = [upstream] if isinstance(upstream, str) or hasattr(upstream, "key") else list(upstream)
+    return lineage.check_asset_keys(getattr(item, "key", item) for item in items)
 
 
 class LoadMethods:
@@ -62,11 +74,17 @@ class LoadMethods:
         initial_value: Any = None,
         lag: Any = None,
         create: CreateMode = "if_missing",
+        upstream: Sequence[Any] | str | None = None,
+        on_check_failure: OnCheckFailure = "fail",
+        dry_run: bool = False,
+        transactional: bool | None = None,
     ) -> Any:
         """Async twin of :meth:`load_frame`."""
         return await self._in_thread(
             self.load_frame, df, table, mode, keys, on_schema_change, checks, scd2_columns,
             return_result, cursor=cursor, initial_value=initial_value, lag=lag, create=create,
+            upstream=upstream, on_check_failure=on_check_failure, dry_run=dry_run,
+            transactional=transactional,
         )
 
     @async_dispatch(aload_frame)
@@ -85,6 +103,10 @@ class LoadMethods:
         initial_value: Any = None,
         lag: Any = None,
         create: CreateMode = "if_missing",
+        upstream: Sequence[Any] | str | None = None,
+        on_check_failure: OnCheckFailure = "fail",
+        dry_run: bool = False,
+        transactional: bool | None = None,
     ) -> Any:
         """Write a Polars ``DataFrame``/``LazyFrame``, an Arrow table or reader, or a pandas frame
         into ``table``, in one transaction: the data is never changed on the way in, and
@@ -131,6 +153,17 @@ class LoadMethods:
                 ``load_to_duckdb`` log line and artifact say so. ``never`` refuses a missing
                 table with a ``LoadConfigError`` naming the existing tables nearest in name;
                 nothing is written, not even a schema.
+            upstream: asset keys (strings or ``prefect.assets.Asset`` objects) of what the
+                data came from; in a Prefect run the load's materialization event names them
+                as its upstream assets, as ``@materialize(asset_deps=...)`` does.
+            on_check_failure: ``fail`` (default: a failing check fails the load) or
+                ``quarantine``: rows failing a row-level check go to
+                ``<schema>.<table>__quarantine`` in the same transaction and the rest load.
+            dry_run: run the whole load (contracts, strategy, checks) and return what it would
+                do, then keep nothing: no table, column, ledger row or incremental state.
+            transactional: ``None`` (default) joins an active Prefect transaction, so the load
+                commits or rolls back with it; ``False`` commits on its own; ``True`` requires
+                a transaction.
 
         Returns:
             The number of rows written (for ``upsert``: updated plus inserted), or the
@@ -161,7 +194,8 @@ class LoadMethods:
         options = LoadOptions(
             mode=mode, keys=keys, on_schema_change=on_schema_change, checks=checks,
             scd2_columns=scd2_columns, return_result=return_result, cursor=cursor,
-            initial_value=initial_value, lag=lag, create=create,
+            initial_value=initial_value, lag=lag, create=create, upstream=asset_keys(upstream),
+            on_check_failure=on_check_failure, dry_run=dry_run, transactional=transactional,
         )
         return self._load(df, table, options)
 
@@ -183,13 +217,18 @@ class LoadMethods:
         initial_value: Any = None,
         lag: Any = None,
         create: CreateMode = "if_missing",
+        upstream: Sequence[Any] | str | None = None,
+        on_check_failure: OnCheckFailure = "fail",
+        dry_run: bool = False,
+        transactional: bool | None = None,
     ) -> Any:
         """Async twin of :meth:`load_parquet`."""
         return await self._in_thread(
             self.load_parquet, source, table, mode, keys, on_schema_change, checks, scd2_columns,
             return_result, incremental=incremental, on_missing_file=on_missing_file,
             lineage_column=lineage_column, cursor=cursor, initial_value=initial_value, lag=lag,
-            create=create,
+            create=create, upstream=upstream, on_check_failure=on_check_failure, dry_run=dry_run,
+            transactional=transactional,
         )
 
     @async_dispatch(aload_parquet)
@@ -211,6 +250,10 @@ class LoadMethods:
         initial_value: Any = None,
         lag: Any = None,
         create: CreateMode = "if_missing",
+        upstream: Sequence[Any] | str | None = None,
+        on_check_failure: OnCheckFailure = "fail",
+        dry_run: bool = False,
+        transactional: bool | None = None,
     ) -> Any:
         """Stream a Parquet dataset into ``table`` without materialising it in memory.
 
@@ -246,6 +289,10 @@ class LoadMethods:
             initial_value: as for :meth:`load_frame`.
             lag: as for :meth:`load_frame`.
             create: as for :meth:`load_frame` (``never`` refuses a missing table).
+            upstream: as for :meth:`load_frame`; the source's own asset is added.
+            on_check_failure: as for :meth:`load_frame`.
+            dry_run: as for :meth:`load_frame`.
+            transactional: as for :meth:`load_frame`.
 
         Returns:
             The number of rows written, or the ``LoadResult`` with ``return_result=True``.
@@ -277,7 +324,8 @@ class LoadMethods:
             mode=mode, keys=keys, on_schema_change=on_schema_change, checks=checks,
             scd2_columns=scd2_columns, return_result=return_result, incremental=incremental,
             on_missing_file=on_missing_file, lineage_column=lineage_column, cursor=cursor,
-            initial_value=initial_value, lag=lag, create=create,
+            initial_value=initial_value, lag=lag, create=create, upstream=asset_keys(upstream),
+            on_check_failure=on_check_failure, dry_run=dry_run, transactional=transactional,
         )
         return self._load(source, table, options)
 
@@ -300,23 +348,61 @@ class LoadMethods:
         if options.kind == "plain":  # described before any connection is taken
             source = parquet_source(source) if isinstance(source, FileSource) else as_source(source)
         replayable = not isinstance(origin, pa.RecordBatchReader)  # a stream cannot be read twice
+        observed = lineage.in_prefect_run() and not options.dry_run  # a dry run materializes nothing
+        shape: dict[str, Any] | None = {} if observed else None
         with self._warehouse.backend.masking():
             self._refuse_if_read_only(f"load into {table!r}")
             try:
-                result = self._warehouse.commit(
-                    lambda con, target: run_load(con, source, target, options), table, replayable
-                )
+                result, unit = self._commit_load(source, table, options, replayable, shape)
             except Exception as exc:
-                if lineage.in_prefect_run():
+                if observed:
                     lineage.emit_load_failed(
                         self.database_path, table, options.mode or options.strategy, exc,
                         lineage.source_fingerprint(origin),
+                        upstream=lineage.upstream_keys(origin, options.upstream),
                     )
                 raise
-        if lineage.in_prefect_run():
+        if observed:
+            upstream = lineage.upstream_keys(origin, options.upstream)
             fingerprint = None if result.files else lineage.source_fingerprint(origin)
-            lineage.emit_load_succeeded(self.database_path, result, fingerprint)
+
+            def report(committed: bool = True) -> None:
+                if committed:
+                    lineage.emit_load_succeeded(
+                        self.database_path, result, fingerprint, upstream=upstream, shape=shape
+                    )
+                    publish_quarantine(result)  # rows per check and a sample, when it quarantined any
+                else:
+                    lineage.emit_load_failed(
+                        self.database_path, table, result.mode,
+                        transactions.TransactionRolledBack(
+                            f"load {result.load_id} was rolled back with its Prefect transaction"
+                        ),
+                        fingerprint, upstream=upstream,
+                    )
+
+            if unit is None:
+                report()
+            else:  # reported when the Prefect transaction ends, from this load's context
+                context = contextvars.copy_context()
+                unit.after_end.append(lambda committed: context.run(report, committed))
         return result if options.return_result else result.rows
+
+    def _commit_load(
+        self, source: Any, table: str, options: LoadOptions, replayable: bool,
+        shape: dict[str, Any] | None = None,
+    ) -> tuple[LoadResult, Unit | None]:
+        """Commit one load: on its own, inside the active Prefect transaction's unit (see
+        :mod:`prefect_etl_blocks.runtime.transactions`), or as a dry run that keeps nothing."""
+        session = self._warehouse
+
+        def work(con: Any, target: str) -> LoadResult:
+            result = run_load(con, source, target, options)
+            if shape is not None:  # for lineage: the table as this transaction leaves it
+                shape.update(lineage.table_shape(con, target))
+            return result
+
+        return transactions.commit(session, work, table, replayable, options)
 
     # ------------------------------------------------------------------ ledger and state
     async def aload_history(self, table: str | None = None) -> pl.DataFrame:
@@ -332,7 +418,9 @@ class LoadMethods:
         ``deleted``, ``created``, ``files`` (read), ``files_deleted`` (whose rows were
         deleted), ``cursor_column``, ``cursor_from``, ``cursor_to``, ``schema_changes``,
         ``checks``, ``flow_run_id``, ``task_run_id`` (null outside Prefect), ``started_at``,
-        ``finished_at`` (UTC). Every load writes its row in the same transaction as its data,
+        ``finished_at`` (UTC), ``quarantined`` (rows sent to ``<table>__quarantine``),
+        ``read_snapshot_id`` (DuckLake: the snapshot the load read, the table just before it),
+        ``rollback_of`` (a DuckLake rollback: the load id it undid). Every load writes its row in the same transaction as its data,
         so the ledger lists exactly the loads that committed. Empty before the first load.
         A DuckLake keeps it in the lake's ``_prefect_etl`` schema.
 

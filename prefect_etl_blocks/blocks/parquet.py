@@ -243,6 +243,18 @@ class ParquetSource(Block):
             )
         return listing.unique_sorted(found)
 
+    def list_paths(self) -> list[str]:
+        """The paths :meth:`list_files` returns, without their sizes and versions: a local
+        folder is listed without a ``stat`` per file (incremental loads take size and mtime
+        from the file they open for its footer).
+
+        Raises:
+            SourceNotFoundError: when nothing matches, as :meth:`list_files`.
+        """
+        if self.is_remote:
+            return self.files()
+        return listing.local_paths(self.path) or self.files()  # files() raises the error
+
     def files(self) -> list[str]:
         """The matched file paths (local paths or ``s3://`` URIs), sorted."""
         return [f.path for f in self.list_files()]

@@ -47,6 +47,7 @@ from prefect_etl_blocks.core.loading.strategies import LoadMode
 from prefect_etl_blocks.core.warehouse.session import Backend, Session
 from prefect_etl_blocks.runtime.compat import async_dispatch
 from prefect_etl_blocks.runtime.runs import prefect_run_ids
+from prefect_etl_blocks.runtime.transactions import ambient
 
 _CREATE_GUARD = threading.Lock()
 _EXTENSION_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -75,7 +76,7 @@ class WarehouseMethods(LoadMethods):
         if self._session_obj is None:
             with _CREATE_GUARD:
                 if self._session_obj is None:
-                    self._session_obj = Session(self._backend(), run_ids=prefect_run_ids)
+                    self._session_obj = Session(self._backend(), run_ids=prefect_run_ids, ambient=ambient)
         return self._session_obj
 
     # What the session holds, for a look from outside (tests, a debugger).

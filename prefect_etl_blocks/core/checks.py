@@ -88,6 +88,12 @@ class Check:
         """Run the check against ``relation`` (a quoted table name) on ``con``."""
         raise NotImplementedError
 
+    def row_condition(self) -> tuple[str, list[Any]] | None:
+        """A SQL condition (and its parameters) that is true for each row of the loaded data
+        this check rejects, which ``on_check_failure="quarantine"`` sets aside; ``None`` for a
+        check on the whole table or data (``row_count``, ``freshness``), which fails the load."""
+        return None
+
     def _rows(
         self, con: duckdb.DuckDBPyConnection, relation: str, where: str, params: list[Any] | None = None
     ) -> CheckResult:
@@ -112,6 +118,9 @@ class _Predicate(Check):
     def evaluate(self, con: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
         return self._rows(con, relation, f"NOT ({self.sql})")
 
+    def row_condition(self) -> tuple[str, list[Any]]:
+        return f"NOT ({self.sql})", []
+
 
 class _OnColumns(Check):
     """A check on a list of columns, named ``kind(a, b)``."""
@@ -127,8 +136,10 @@ class _NotNull(_OnColumns):
     kind, scope = "not_null", "data"
 
     def evaluate(self, con: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
-        where = " OR ".join(f"{quote_identifier(c)} IS NULL" for c in self.columns)
-        return self._rows(con, relation, where)
+        return self._rows(con, relation, self.row_condition()[0])
+
+    def row_condition(self) -> tuple[str, list[Any]]:
+        return " OR ".join(f"{quote_identifier(c)} IS NULL" for c in self.columns), []
 
 
 class _Unique(_OnColumns):
@@ -143,6 +154,13 @@ class _Unique(_OnColumns):
         )
         count, sample = _count_and_sample(con, dupes, " ORDER BY occurrences DESC")
         return CheckResult(self.name, self.scope, count, sample, "duplicated values")
+
+    def row_condition(self) -> tuple[str, list[Any]]:
+        """Every row of the loaded data whose values of ``columns`` occur in more than one of
+        its rows (all of them: which one is right cannot be told)."""
+        cols = ", ".join(quote_identifier(c) for c in self.columns)
+        not_null = " AND ".join(f"{quote_identifier(c)} IS NOT NULL" for c in self.columns)
+        return f"({not_null}) AND count(*) OVER (PARTITION BY {cols}) > 1", []
 
 
 def _count_and_sample(
@@ -191,9 +209,12 @@ class _AcceptedValues(Check):
         self.scope = "data"
 
     def evaluate(self, con: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
+        return self._rows(con, relation, *self.row_condition())
+
+    def row_condition(self) -> tuple[str, list[Any]]:
         col = quote_identifier(self.column)
         # Values are bound as one list parameter, never pasted into SQL.
-        return self._rows(con, relation, f"{col} IS NOT NULL AND NOT list_contains(?, {col})", [self.values])
+        return f"{col} IS NOT NULL AND NOT list_contains(?, {col})", [self.values]
 
 
 class _Freshness(Check):

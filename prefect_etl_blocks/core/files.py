@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 
 from prefect_etl_blocks.core.errors import CorruptParquetError, SourceNotFoundError
 
@@ -26,7 +27,10 @@ from prefect_etl_blocks.core.errors import CorruptParquetError, SourceNotFoundEr
 # little-endian integer, and the magic "PAR1" ("PARE" when the footer is encrypted).
 _PARQUET_TAIL = 8
 _PARQUET_MAGICS = (b"PAR1", b"PARE")
-_FOOTER_READ_BYTES = 64 * 1024
+# Footers of typical files are a few KiB; a larger one takes a second read.
+_FOOTER_READ_BYTES = 16 * 1024
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_HAS_PREAD = hasattr(os, "pread")
 
 
 def local_identity(path: str) -> str:
@@ -55,7 +59,7 @@ def s3_identity(path: str) -> str:
 def parquet_footer_sha256(path: str | os.PathLike[str]) -> str:
     """The SHA-256 of a local Parquet file's footer: its schema, row groups and statistics.
 
-    Reads only the end of the file: one read of up to 64 KiB holds the last 8 bytes (footer
+    Reads only the end of the file: one read of up to 16 KiB holds the last 8 bytes (footer
     length and magic) and, for all but very wide files, the whole footer.
 
     Raises:
@@ -74,37 +78,67 @@ def parquet_footer_sha256(path: str | os.PathLike[str]) -> str:
         ```
     """
     name = os.fspath(path)
+    fd = _open(name)
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        return _footer_sha256(fd, name, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def local_footer_identities(paths: Sequence[str]) -> list[tuple[int, str, str]]:
+    """``(size, mtime in ns as text, footer SHA-256)`` of each local Parquet file in ``paths``.
+
+    Size, mtime and footer come from one open file (``fstat`` of the descriptor the footer is
+    read from), so they describe the same version of the file even when it is rewritten
+    meanwhile: a later rewrite changes size or mtime, and the next run sees it. Same errors
+    as :func:`parquet_footer_sha256`.
+    """
+    out = []
+    for name in paths:
+        fd = _open(name)
+        try:
+            info = os.fstat(fd)
+            out.append((info.st_size, str(info.st_mtime_ns), _footer_sha256(fd, name, info.st_size)))
+        finally:
+            os.close(fd)
+    return out
+
+
+def _open(name: str) -> int:
+    try:
+        return os.open(name, _READ_FLAGS)
     except FileNotFoundError as exc:
         raise SourceNotFoundError(
             f"Parquet file {name!r} disappeared while its footer was being read for the cache "
             "key. Run the task again once the files stopped changing."
         ) from exc
-    try:
-        # One read of the file's end usually holds the whole footer: open, fstat, one pread
-        # and close are the only system calls for a typical file.
-        size = os.fstat(fd).st_size
-        if size < len(b"PAR1") + _PARQUET_TAIL:
-            raise CorruptParquetError(
-                f"{name!r} is {size} bytes long, too short to be a Parquet file. Replace it "
-                "with a valid Parquet file or remove it from the source's path."
-            )
-        chunk = _pread(fd, min(size, _FOOTER_READ_BYTES), size)
-        tail = chunk[-_PARQUET_TAIL:]
-        length = int.from_bytes(tail[:4], "little")
-        if tail[4:] not in _PARQUET_MAGICS or length > size - len(b"PAR1") - _PARQUET_TAIL:
-            raise CorruptParquetError(
-                f"{name!r} does not end like a Parquet file (its last 8 bytes are {tail!r}): "
-                "it is truncated, still being written, or not Parquet. Replace it with a "
-                "complete Parquet file or remove it from the source's path."
-            )
-        if length + _PARQUET_TAIL <= len(chunk):
-            footer = chunk[len(chunk) - _PARQUET_TAIL - length : -_PARQUET_TAIL]
-        else:  # a footer larger than the first read (very wide or many row groups)
-            footer = _pread(fd, length, size - _PARQUET_TAIL)
-    finally:
-        os.close(fd)
+
+
+def _footer_sha256(fd: int, name: str, size: int) -> str:
+    """The footer's SHA-256 of the open Parquet file ``fd`` of ``size`` bytes."""
+    if size < len(b"PAR1") + _PARQUET_TAIL:
+        raise CorruptParquetError(
+            f"{name!r} is {size} bytes long, too short to be a Parquet file. Replace it "
+            "with a valid Parquet file or remove it from the source's path."
+        )
+    # One read of the file's end usually holds the whole footer: open, fstat, one pread and
+    # close are the only system calls for a typical file.
+    first = min(size, _FOOTER_READ_BYTES)
+    chunk = os.pread(fd, first, size - first) if _HAS_PREAD else b""
+    if len(chunk) != first:
+        chunk = _pread(fd, first, size)
+    tail = chunk[-_PARQUET_TAIL:]
+    length = int.from_bytes(tail[:4], "little")
+    if tail[4:] not in _PARQUET_MAGICS or length > size - len(b"PAR1") - _PARQUET_TAIL:
+        raise CorruptParquetError(
+            f"{name!r} does not end like a Parquet file (its last 8 bytes are {tail!r}): "
+            "it is truncated, still being written, or not Parquet. Replace it with a "
+            "complete Parquet file or remove it from the source's path."
+        )
+    if length + _PARQUET_TAIL <= len(chunk):
+        footer = chunk[len(chunk) - _PARQUET_TAIL - length : -_PARQUET_TAIL]
+    else:  # a footer larger than the first read (very wide or many row groups)
+        footer = _pread(fd, length, size - _PARQUET_TAIL)
     return hashlib.sha256(footer).hexdigest()
 
 
@@ -130,4 +164,4 @@ def _seek_read(fd: int, count: int, offset: int) -> bytes:
     return os.read(fd, count)
 
 
-__all__ = ["local_identity", "parquet_footer_sha256", "s3_identity"]
+__all__ = ["local_footer_identities", "local_identity", "parquet_footer_sha256", "s3_identity"]

@@ -89,6 +89,52 @@ def list_local(path: str) -> list[ParquetFile]:
     return files
 
 
+def local_paths(path: str) -> list[str]:
+    """The identities of the files :func:`list_local` names, sorted, one each, without their
+    size and mtime: a folder is walked with ``os.scandir``, whose entries know their type, so
+    no file is stat-ed (a symlink is, to resolve it). For callers that read each file anyway
+    and take size and mtime from the open file (the incremental loads' footer check)."""
+    expanded = os.path.expanduser(path)
+    if GLOB_CHARS.search(expanded) or not os.path.isdir(expanded):
+        return [f.path for f in unique_sorted(list_local(path))]
+    found: set[str] = set()
+    _walk(expanded, found)
+    return sorted(found)
+
+
+def _walk(folder: str, found: set[str]) -> None:
+    """Add the ``*.parquet`` regular files below ``folder`` to ``found``, as
+    ``glob(folder/**/*.parquet, recursive=True)`` matches them and :func:`list_local` keeps
+    them: hidden (``.``) folders and files are not matched, ``_`` files are skipped, folder
+    symlinks are followed, file symlinks resolved, unreadable folders left out."""
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except OSError:
+        return
+    prefix = None  # the folder resolved, once for all its files
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            _walk(entry.path, found)
+        if not name.endswith(".parquet") or name.startswith("_"):
+            continue
+        if entry.is_symlink():
+            identity = local_identity(entry.path)
+            if os.path.isfile(identity):
+                found.add(identity)
+        elif entry.is_file(follow_symlinks=False):
+            if prefix is None:
+                prefix = os.path.join(local_identity(folder), "")
+            found.add(prefix + name)
+
+
 def list_s3(client: Any, path: str) -> list[ParquetFile]:
     """The objects an ``s3://`` path names, listed with a boto3 S3 ``client``: the object
     itself, the ``*.parquet`` objects below a prefix, or the keys a glob matches."""

@@ -26,13 +26,15 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from prefect_etl_blocks.blocks.duckdb import DuckDBConnection, LoadMode, quote_table
+from prefect_etl_blocks.blocks.loads import asset_keys
 from prefect_etl_blocks.blocks.parquet import ParquetSource
 from prefect_etl_blocks.core.checks import Check
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.loading.connections import LOCK_WAIT_CAP
 from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.core.loading.engine import LoadResult
-from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions
+from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions, OnCheckFailure
+from prefect_etl_blocks.runtime import quarantine_artifact
 from prefect_etl_blocks.runtime.retries import RETRY_OPTIONS, retry_transient
 
 SAMPLE_ROWS = 5
@@ -121,6 +123,15 @@ def load_report(
             "**Schema changes:** "
             + ("; ".join(result.schema_changes) if result.schema_changes else "none"),
         ]
+        report = getattr(result, "quarantine", None)
+        if report is not None and report.rows:
+            parts += [
+                f"**Quarantined:** {report.rows:,} row(s) into {quarantine_artifact.cell(report.table)}; "
+                f"a sample is in the `{quarantine_artifact.artifact_slug(table)}` artifact.",
+                _markdown_table(pl.DataFrame(
+                    {"check": [c for c, _ in report.by_check], "quarantined": [n for _, n in report.by_check]}
+                )),
+            ]
         if result.checks:
             checks = pl.DataFrame(
                 {
@@ -206,7 +217,12 @@ def load_to_duckdb(
     initial_value: Any = None,
     lag: Any = None,
     create: CreateMode = "if_missing",
-) -> int:
+    upstream: Sequence[Any] | str | None = None,
+    on_check_failure: OnCheckFailure = "fail",
+    dry_run: bool = False,
+    transactional: bool | None = None,
+    return_result: bool = False,
+) -> Any:
     """Load a frame (or a ``ParquetSource``, streamed) into a DuckDB table and report it.
 
     Args:
@@ -235,6 +251,15 @@ def load_to_duckdb(
             and artifact say ``created analytics.orders``; ``never`` refuses a missing table
             (``LoadConfigError`` naming the nearest existing tables, not retried) and writes
             nothing.
+        upstream: asset keys (or ``prefect.assets.Asset`` objects) the data came from, named
+            as upstream assets on the load's materialization event.
+        on_check_failure: ``fail`` (default) or ``quarantine`` (failing rows go to
+            ``<table>__quarantine``; the rest load).
+        dry_run: run the whole load and report it, keep nothing.
+        transactional: ``None`` (default) joins an active Prefect transaction; ``False``
+            commits on its own; ``True`` requires a transaction.
+        return_result: return the :class:`~prefect_etl_blocks.core.loading.LoadResult` instead
+            of the row count.
 
     Returns:
         Rows written. A markdown artifact (key ``duckdb-load-<table>``) shows the strategy,
@@ -267,12 +292,15 @@ def load_to_duckdb(
         mode=mode, keys=keys, on_schema_change=on_schema_change, checks=checks,
         scd2_columns=scd2_columns, return_result=True, cursor=cursor, initial_value=initial_value,
         lag=lag, incremental=incremental, on_missing_file=on_missing_file,
-        lineage_column=lineage_column, create=create,
+        lineage_column=lineage_column, create=create, upstream=asset_keys(upstream),
+        on_check_failure=on_check_failure, dry_run=dry_run, transactional=transactional,
     )
     with _lock_wait_within_task_timeout():
         # The block's one load path, the one load_frame and load_parquet take.
         result = connection._load(frame, table, options)
     mode = result.mode
+    if result.dry_run:
+        return _report_dry_run(logger, connection, table, result, return_result)
     logger.info(
         "Loaded into %s (%s) in %s: %s inserted, %s updated, %s deleted%s%s",
         table, mode, connection.database_path, result.inserted, result.updated, result.deleted,
@@ -281,14 +309,46 @@ def load_to_duckdb(
     )
     if not connection.table_exists(table):
         # A cursor load that found no rows on its first run creates no table: nothing to show.
-        return result.rows
+        return result if return_result else result.rows
     create_markdown_artifact(
         markdown=load_report(connection, table, result.rows, mode, result),
         key=artifact_key("duckdb-load", table),
         description=f"{result.rows} rows loaded into {table} ({mode})"
         + (f"; {result.created_note}" if result.created_note else ""),
     )
-    return result.rows
+    return result if return_result else result.rows
+
+
+def _report_dry_run(
+    logger: Any, connection: DuckDBConnection, table: str, result: LoadResult, return_result: bool
+) -> Any:
+    """Log and publish what a dry run would have done; the table itself is unchanged, so the
+    report shows no sample of it."""
+    would = f"{result.inserted} inserted, {result.updated} updated, {result.deleted} deleted"
+    changes = f"; schema changes: {'; '.join(result.schema_changes)}" if result.schema_changes else ""
+    logger.info(
+        "Dry run into %s (%s) in %s: would have %s%s%s; nothing was kept",
+        table, result.mode, connection.database_path, would, changes,
+        f"; would have {result.created_note}" if result.created_note else "",
+    )
+    checks = "; ".join(f"{c.name}: {'passed' if c.passed else f'{c.failing} failing'}" for c in result.checks)
+    create_markdown_artifact(
+        markdown="\n\n".join([
+            f"# Dry run of a load into `{table}`",
+            "Nothing was kept: the load ran in full, then rolled back.",
+            f"Strategy: `{result.mode}`; database: `{connection.database_path}`",
+            _markdown_table(pl.DataFrame({
+                "inserted": [result.inserted], "updated": [result.updated],
+                "deleted": [result.deleted], "quarantined": [result.quarantined],
+            })),
+            "**Schema changes:** " + ("; ".join(result.schema_changes) or "none"),
+            "**Checks:** " + (checks or "none"),
+            *([f"**Would have {result.created_note}.**"] if result.created_note else []),
+        ]),
+        key=artifact_key("duckdb-dry-run", table),
+        description=f"dry run into {table} ({result.mode}): would have {would}",
+    )
+    return result if return_result else result.rows
 
 
 @task(name="run-duckdb-query", cache_policy=NO_CACHE, **RETRY_OPTIONS)

@@ -4,9 +4,12 @@ Commands:
     prefect-etl demo        generate sample data and run the ``daily-etl`` flow on embedded defaults
     prefect-etl new         scaffold a flow project from a shipped template
     prefect-etl templates   list the shipped templates
+    prefect-etl check       exit 1 when a generated project is behind its template, and say what changed
+    prefect-etl update      merge the template's changes into a generated project (three-way, edits kept)
     prefect-etl register    register this package's block types with the configured Prefect API
     prefect-etl doctor      check the setup (API, blocks, serializer, limits, DuckDB, S3, SMTP)
     prefect-etl history     print the load history of a DuckDB file
+    prefect-etl rollback    put a DuckLake table back as it was just before one load
     prefect-etl version     print versions of this package, Prefect, Polars and DuckDB
 
 A user error (bad input, a missing file, an unreachable server, a refused answer) prints one
@@ -139,6 +142,33 @@ def _cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from prefect_etl_blocks.tools.cli_template import check_lines
+    from prefect_etl_blocks.tools.template_update import check_project
+
+    status = check_project(args.project, template=args.template)
+    for line in check_lines(status):
+        print(line)
+    return 1 if status.behind or status.unresolved else 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from prefect_etl_blocks.tools.cli_template import update_lines
+    from prefect_etl_blocks.tools.template_update import update_project
+
+    result = update_project(args.project, template=args.template, dry_run=args.dry_run)
+    for line in update_lines(result):
+        print(line)
+    if result.conflicts:
+        print(
+            f"{PROG} update: {len(result.conflicts)} conflict(s), both sides kept between <<<<<<< and "
+            f">>>>>>> in: {', '.join(result.conflicts)}; edit them, then run `{PROG} check`.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _cmd_register(args: argparse.Namespace) -> int:
     from prefect_etl_blocks.tools.registration import register_blocks
 
@@ -193,6 +223,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
             where=f"{PROG} history",
         )
     return print_history(chosen, table, as_json=args.json, wide=args.wide)
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from prefect_etl_blocks.tools.cli_rollback import run_rollback
+
+    return run_rollback(args.block, args.table, args.load_id, force=args.force)
 
 
 def _installed_version(name: str, module: str | None = None) -> str:
@@ -262,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     templates = command("templates", "List the shipped templates.")
     templates.set_defaults(func=_cmd_templates)
 
+    for name, help_text in (
+        ("check", "Exit 1 when this generated project is behind its template, and say what changed."),
+        ("update", "Merge the template's changes into this generated project; your edits stay."),
+    ):
+        kept = command(name, help_text)
+        kept.add_argument("--template", metavar="PATH", help="A templates/ folder or a template folder "
+                          "(default: the template installed with prefect-etl-blocks).")
+        kept.add_argument("--project", default=".", metavar="PATH", help="The generated project (default: here).")
+        if name == "update":
+            kept.add_argument("--dry-run", action="store_true", help="Show the diff; change nothing.")
+        kept.set_defaults(func=_cmd_update if name == "update" else _cmd_check)
+
     register = command("register", "Register the block types with the Prefect API.")
     register.add_argument(
         "--timeout", type=float, default=15.0, help="Seconds to wait for the API."
@@ -313,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shown.add_argument("--json", action="store_true", help="Every column, as a JSON array.")
     history.set_defaults(func=_cmd_history)
+
+    rollback = command(
+        "rollback", "Put a table of a saved DuckLake block back as it was just before one load."
+    )
+    rollback.add_argument(
+        "--block", required=True, metavar="NAME",
+        help="The saved DuckLake Connection block (NAME or ducklake-connection/NAME).",
+    )
+    rollback.add_argument("table", metavar="TABLE", help="The table to put back, e.g. sales.orders.")
+    rollback.add_argument("load_id", metavar="LOAD_ID", help="The load to undo (a load_id of its history).")
+    rollback.add_argument(
+        "--force", action="store_true",
+        help="Also discard later changes to the table (refused without it).",
+    )
+    rollback.set_defaults(func=_cmd_rollback)
 
     version = command("version", "Print versions.")
     version.set_defaults(func=_cmd_version)

@@ -58,10 +58,11 @@ def _json_value(value: Any) -> Any:
 def history_lines(history: Any, width: int = HISTORY_WIDTH) -> list[str]:
     """The load ledger as a table that fits ``width`` columns: finish time (UTC, to the
     minute), the first 8 characters of the load id, table, strategy, rows inserted, updated and
-    deleted, and whether the load created the table (``new``). A long table name is shortened
-    in the middle first, then the columns that matter least are left out (load id, deleted,
-    updated, new, time); no line is wider than ``width``. ``history --wide`` and ``--json``
-    show every column in full.
+    deleted, and whether the load created the table (``new``), then, when any load quarantined
+    rows (``on_check_failure="quarantine"``), how many (``quarantined``). A long table name is
+    shortened in the middle first, then the columns that matter least are left out (load id,
+    deleted, updated, new, time, quarantined); no line is wider than ``width``. ``history
+    --wide`` and ``--json`` show every column in full.
 
     Example:
         ```python
@@ -77,6 +78,9 @@ def history_lines(history: Any, width: int = HISTORY_WIDTH) -> list[str]:
         ```
     """
     headers = ["finished (UTC)", "load", "table", "strategy", "inserted", "updated", "deleted", "new"]
+    quarantined = "quarantined" in history.columns and bool((history["quarantined"].fill_null(0) > 0).any())
+    if quarantined:
+        headers.append("quarantined")
     rows = []
     for r in history.iter_rows(named=True):
         finished = r.get("finished_at") or r.get("started_at")
@@ -86,10 +90,11 @@ def history_lines(history: Any, width: int = HISTORY_WIDTH) -> list[str]:
             str(r["load_id"])[:8], str(r["table_name"]), strategy,
             f"{r['inserted'] or 0:,}", f"{r['updated'] or 0:,}", f"{r['deleted'] or 0:,}",
             "yes" if r.get("created") else "no",
+            *([f"{r['quarantined'] or 0:,}"] if quarantined else []),
         ])
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
     keep = list(range(len(headers)))
-    for drop in (None, 1, 6, 5, 7, 0):  # left out, in turn, while the table name gets < 12
+    for drop in (None, 1, 6, 5, 7, 0, 8)[: len(headers) - 2]:  # left out, in turn, while the table name gets < 12
         if drop is not None:
             keep.remove(drop)
         room = width - sum(widths[i] + 2 for i in keep if i != 2)
@@ -99,7 +104,7 @@ def history_lines(history: Any, width: int = HISTORY_WIDTH) -> list[str]:
     headers = [headers[i] for i in keep]
     rows = [[row[i] for i in keep] for row in rows]
     widths = [widths[i] for i in keep]
-    right = {n for n, i in enumerate(keep) if i in (4, 5, 6)}
+    right = {n for n, i in enumerate(keep) if i in (4, 5, 6, 8)}
 
     def fit(text: str) -> str:
         return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

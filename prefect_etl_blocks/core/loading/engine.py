@@ -35,13 +35,13 @@ from prefect_etl_blocks.core.errors import (
     SchemaMismatchError,
 )
 from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_name
-from prefect_etl_blocks.core.loading import ledger, strategies
+from prefect_etl_blocks.core.loading import ledger, quarantine, strategies
 from prefect_etl_blocks.core.loading.audit import run_checks
 from prefect_etl_blocks.core.loading.boundary import classify_load_error
 from prefect_etl_blocks.core.loading.catalog import (
     is_plain,
     missing_table_message,
-    schema_exists,
+    probe,
     table_exists,
 )
 from prefect_etl_blocks.core.loading.connections import transaction
@@ -51,6 +51,7 @@ from prefect_etl_blocks.core.loading.options import (
     LoadOptions,
     check_create,
 )
+from prefect_etl_blocks.core.loading.quarantine import QuarantineReport
 from prefect_etl_blocks.core.loading.staging import Source, as_source, stage, unregister
 from prefect_etl_blocks.core.loading.strategies import SCD2Columns, Target
 
@@ -83,6 +84,15 @@ class LoadResult:
     files_deleted: tuple[str, ...] = ()
     #: The cursor range of a cursor load: column, mark before and after (as text).
     cursor: tuple[str, str | None, str | None] | None = None
+    #: Rows that failed a row-level check and went to ``<table>__quarantine``
+    #: (``on_check_failure="quarantine"``).
+    quarantined: int = 0
+    #: What the quarantine took: its table, the rows per check and a sample (None: nothing).
+    quarantine: QuarantineReport | None = None
+    #: A dry run: the load ran in full, then nothing was kept.
+    dry_run: bool = False
+    #: On a DuckLake, the snapshot this load committed (``None`` on a DuckDB file).
+    snapshot_id: int | None = None
 
     @property
     def rows(self) -> int:
@@ -166,6 +176,7 @@ class _Plan:
     src: Source
     target: Target
     checks: list[Check]
+    ref: ledger.TableRef  # the same, resolved once for the whole load
 
 
 def load_with(
@@ -174,15 +185,18 @@ def load_with(
     table: str,
     options: LoadOptions,
     ledger_entry: ledger.LedgerEntry | None = None,
+    ref: ledger.TableRef | None = None,
 ) -> LoadResult:
     """:func:`load` with its options already built (the path every block and incremental load
-    takes): plan, then one transaction that writes, checks and records, then the result."""
+    takes): plan, then one transaction that writes, checks and records, then the result.
+    ``ref``: ``table`` as :func:`ledger.resolve` resolved it on ``con`` (an incremental load
+    resolved it already), not resolved again."""
     started = time.perf_counter()
-    plan = _plan(con, source, table, options)
+    plan = _plan(con, source, table, options, ref)
     entry = ledger_entry or ledger.LedgerEntry()
     try:
         with transaction(con):
-            exists, schema_created, counts, results = _write(con, plan, options, entry)
+            exists, schema_created, counts, results, report = _write(con, plan, options, entry)
     except PrefectETLBlocksError:
         raise
     except Exception as exc:
@@ -208,17 +222,22 @@ def load_with(
             if entry.cursor_column
             else None
         ),
+        quarantined=entry.quarantined,
+        quarantine=report,
     )
 
 
-def _plan(con: duckdb.DuckDBPyConnection, source: Any, table: str, options: LoadOptions) -> _Plan:
+def _plan(
+    con: duckdb.DuckDBPyConnection, source: Any, table: str, options: LoadOptions,
+    ref: ledger.TableRef | None = None,
+) -> _Plan:
     """Everything a load checks before it opens its transaction (nothing is written)."""
     mode = options.strategy
     written = split_table_name(table)
     ledger.check_user_table(written, table)
     # Bound the way DuckDB binds it (``a.t`` is catalog ``a`` when one is attached under that
     # name, else schema ``a``), so every statement below names one table in full.
-    ref = ledger.resolve(con, written)
+    ref = ref or ledger.resolve(con, written)
     parts = [ref.catalog, ref.schema, ref.name]
     target_sql = ".".join(quote_identifier(p) for p in parts)
     src = as_source(source)
@@ -239,29 +258,36 @@ def _plan(con: duckdb.DuckDBPyConnection, source: Any, table: str, options: Load
         check.validate(con)
     stamp = options.as_of or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     t = Target(con, table, target_sql, mode, resolved, options.on_schema_change, v, stamp)
-    return _Plan(table, written, parts, src, t, check_list)
+    return _Plan(table, written, parts, src, t, check_list, ref)
 
 
 def _write(
     con: duckdb.DuckDBPyConnection, plan: _Plan, options: LoadOptions, entry: ledger.LedgerEntry
-) -> tuple[bool, bool, strategies.Counts, list[CheckResult]]:
-    """The load's transaction body: the schema, the strategy, the checks, the ledger row.
-    Returns whether the table existed, whether its schema was created, counts and checks."""
+) -> tuple[bool, bool, strategies.Counts, list[CheckResult], QuarantineReport | None]:
+    """The load's transaction body: the schema, the quarantine, the strategy, the checks, the
+    ledger row. Returns whether the table existed, whether its schema was created, counts,
+    checks and what was quarantined."""
     con_parts, table, t = plan.parts, plan.table, plan.target
-    if options.create == "never" and not table_exists(con, con_parts):
+    found = probe(con, con_parts)  # schema, table and ledger, in one catalog query
+    if options.create == "never" and not found.table_exists:
         raise LoadConfigError(missing_table_message(con, plan.written, table))
-    schema_created = not schema_exists(con, con_parts)
+    schema_created = not found.schema_exists
     if schema_created:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(quote_identifier(p) for p in con_parts[:-1])}").fetchall()
-    exists = table_exists(con, con_parts)
+    exists = found.table_exists
+    state = plan.ref.state if ledger.state_is_current(found.state_tables, found.loads_columns) else None
     if t.mode == "fail" and exists:
         raise LoadConfigError(
             f'Table "{table}" already exists. Use mode="replace" to replace it or '
             'mode="append" to add rows.'
         )
     view = plan.src.register(con)
+    split = None
     try:
-        counts, data_relation, staged = _apply(con, plan, view, exists)
+        if options.on_check_failure == "quarantine":  # failing rows out before the strategy
+            split = quarantine.split(con, view, plan.checks, parts=con_parts, written=plan.written, load_id=entry.load_id)
+            entry.quarantined = split.report.rows if split and split.report else 0
+        counts, data_relation, staged = _apply(con, plan, split.view if split else view, exists, bool(split))
         results = run_checks(con, plan.checks, data=data_relation, table=t.sql, name=table)
         if staged is not None:
             con.execute(f"DROP TABLE {staged}").fetchall()
@@ -269,14 +295,17 @@ def _write(
             con, con_parts, entry, strategy=t.mode, inserted=counts.inserted,
             updated=counts.updated, deleted=counts.deleted + entry.extra_deleted,
             created=not exists, schema_changes=counts.schema_changes, checks=results,
+            ref=plan.ref, state=state,
         )
     finally:
         unregister(con, view)
-    return exists, schema_created, counts, results
+        if split is not None:
+            split.close(con)
+    return exists, schema_created, counts, results, split.report if split else None
 
 
 def _apply(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, view: str, exists: bool
+    con: duckdb.DuckDBPyConnection, plan: _Plan, view: str, exists: bool, rescannable: bool = False
 ) -> tuple[strategies.Counts, str, str | None]:
     """Run the strategy: a new (or plain, replaced) table is created from the data; otherwise
     the data is staged once (unless it is in memory) and the mode's strategy applied. Returns
@@ -287,7 +316,7 @@ def _apply(
         counts = strategies.create(t, view)
         counts.deleted = deleted
         return counts, t.sql, None
-    if plan.src.in_memory:
+    if plan.src.in_memory or rescannable:
         data_relation = quote_identifier(view)  # scanned in place, read as often as needed
         return strategies.EXISTING[t.mode](t, data_relation), data_relation, None
     staged = stage(con, view)

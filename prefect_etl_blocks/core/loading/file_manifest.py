@@ -10,17 +10,32 @@ from typing import Any
 
 import duckdb
 
-from prefect_etl_blocks.core.files import local_identity, parquet_footer_sha256, s3_identity
+from prefect_etl_blocks.core.files import local_footer_identities, local_identity, s3_identity
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
 
 
 def identities(source: Any, files: list[Any], content_check: bool) -> list[tuple]:
-    """``(path, size, version, footer_sha256)`` of every listed file."""
-    out = []
-    for f in files:
-        footer = parquet_footer_sha256(f.path) if content_check and not source.is_remote else None
-        out.append((f.path, int(f.size), str(f.version), footer))
-    return out
+    """``(path, size, version, footer_sha256)`` of every listed file.
+
+    With ``content_check`` on local files, size, version (mtime) and footer are taken from
+    one open descriptor per file (:func:`local_footer_identities`), so the three always describe
+    one version of the file, even one rewritten after it was listed."""
+    if content_check and not source.is_remote:
+        paths = [f.path for f in files]
+        return [(p, *ident) for p, ident in zip(paths, local_footer_identities(paths), strict=True)]
+    return [(f.path, int(f.size), str(f.version), None) for f in files]
+
+
+def listed_identities(source: Any, content_check: bool) -> list[tuple]:
+    """List ``source`` and return :func:`identities` of its files. A local source that can
+    list its paths alone (``list_paths``, as ``ParquetSource`` does) is listed without a
+    ``stat`` per file when the footers are read anyway: size and mtime then come from the
+    descriptor each footer is read from."""
+    list_paths = getattr(source, "list_paths", None)
+    if content_check and not source.is_remote and callable(list_paths):
+        paths = list_paths()
+        return [(p, *ident) for p, ident in zip(paths, local_footer_identities(paths), strict=True)]
+    return identities(source, source.list_files(), content_check)
 
 
 def unchanged(recorded: tuple | None, now: tuple) -> bool:
@@ -115,4 +130,12 @@ def read_manifest(con: duckdb.DuckDBPyConnection, state: str, key: str) -> dict[
     }
 
 
-__all__ = ["add_footers", "file_identity", "identities", "migrate_paths", "read_manifest", "unchanged"]
+__all__ = [
+    "add_footers",
+    "file_identity",
+    "identities",
+    "listed_identities",
+    "migrate_paths",
+    "read_manifest",
+    "unchanged",
+]

@@ -19,16 +19,17 @@ from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
 from prefect_etl_blocks.core.identifiers import split_table_name
 from prefect_etl_blocks.core.loading import ledger
+from prefect_etl_blocks.core.loading.catalog import probe
 from prefect_etl_blocks.core.loading.connections import transaction
 from prefect_etl_blocks.core.loading.contracts import (
     OnSchemaChange,
     check_column_names,
     relation_types,
 )
-from prefect_etl_blocks.core.loading.engine import LoadResult, load_with, table_exists
+from prefect_etl_blocks.core.loading.engine import LoadResult, load_with
 from prefect_etl_blocks.core.loading.file_manifest import (
     add_footers,
-    identities,
+    listed_identities,
     migrate_paths,
     read_manifest,
     unchanged,
@@ -192,10 +193,15 @@ class _Files:
     table: str  # as the caller wrote it, for messages
     options: LoadOptions
     parts: list[str]  # catalog, schema, name as DuckDB binds them
-    key: str  # the table's key in the state tables
+    ref: ledger.TableRef  # the same, resolved once for the whole load
     entry: ledger.LedgerEntry
     lineage: str | None
     state: str = ""
+
+    @property
+    def key(self) -> str:
+        """The table's key in the state tables."""
+        return self.ref.key
 
     @property
     def target(self) -> str:
@@ -213,14 +219,14 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
     # in full from here on so that the engine cannot read a catalog as a schema.
     ref = ledger.resolve(con, parts)
     run = _Files(
-        con, table, options, [ref.catalog, ref.schema, ref.name], ref.key,
+        con, table, options, [ref.catalog, ref.schema, ref.name], ref,
         ledger.LedgerEntry(incremental="files"), options.lineage_column,
     )
-    listing = source.list_files()  # outside the transaction: I/O that may be slow or retried
+    # Outside the transaction: I/O that may be slow or retried.
+    current = listed_identities(source, options.content_check)
     hive = source.hive_partitioning
     if hive is None:
-        hive = source._hive_default([f.path for f in listing])
-    current = identities(source, listing, options.content_check)
+        hive = source._hive_default([f[0] for f in current])
     with transaction(con):
         to_read = _sort_out(run, current)
         if to_read:
@@ -228,11 +234,11 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
             rescannable = options.strategy == "append" and not options.checks
             src = _file_source(con, source, run.entry.files, bool(hive), run.lineage, rescannable)
             spelled = ".".join(p if SIMPLE_NAME.fullmatch(p) else q(p) for p in run.parts)
-            result = load_with(con, src, spelled, options, run.entry)
+            result = load_with(con, src, spelled, options, run.entry, ref=ref)
             return dataclasses.replace(result, table=table)
         ledger.record(
             con, run.parts, run.entry, strategy=options.strategy, inserted=0, updated=0,
-            deleted=run.entry.extra_deleted, created=False, schema_changes=(), checks=(),
+            deleted=run.entry.extra_deleted, created=False, schema_changes=(), checks=(), ref=ref,
         )
     return LoadResult(
         table=table, mode=options.strategy, deleted=run.entry.extra_deleted,
@@ -247,8 +253,14 @@ def _sort_out(run: _Files, current: list[tuple]) -> list[tuple]:
     forget changed and (with ``on_missing_file="delete"``) vanished files with their rows, and
     return the files to read."""
     con, key, table = run.con, run.key, run.table
-    state = run.state = run.entry.state = ledger.ensure_state(con, run.parts)
-    exists = table_exists(con, run.parts)
+    found = probe(con, run.parts)  # the table and the state, in one catalog query
+    if ledger.state_is_current(found.state_tables, found.loads_columns):
+        ledger.migrate_keys(con, run.ref)  # all ensure_state would do
+        state = run.ref.state
+    else:
+        state = ledger.ensure_state(con, run.ref)
+    run.state = run.entry.state = state
+    exists = found.table_exists
     if not exists:
         # The table was dropped (or never made): its old manifest no longer describes it.
         con.execute(f"DELETE FROM {state}.files WHERE table_name = ?", [key]).fetchall()

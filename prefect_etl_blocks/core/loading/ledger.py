@@ -34,7 +34,7 @@ import contextvars
 import datetime as dt
 import string
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,15 @@ from prefect_etl_blocks.core.identifiers import quote_identifier as q
 
 STATE_SCHEMA = "_prefect_etl"
 
+#: Columns later versions added to ``loads`` (at its end, in this order). An older ledger gets
+#: them on its first load (:func:`ensure_state`); until then :func:`history` shows them as null.
+_ADDED_LOADS_COLUMNS = (
+    ("quarantined", "BIGINT"),  # rows that went to <table>__quarantine
+    ("read_snapshot_id", "BIGINT"),  # DuckLake: the snapshot the load read (the table before it)
+    ("rollback_of", "VARCHAR"),  # a rollback: the load id it undid
+)
+_LOADS_COLUMNS = 19 + len(_ADDED_LOADS_COLUMNS)
+
 _DDL = {
     # No PRIMARY KEY or NOT NULL: DuckLake catalogs (which keep their state in the
     # lake) do not support them, and a uuid4 per load is unique anyway.
@@ -56,7 +65,8 @@ _DDL = {
         "deleted BIGINT, created BOOLEAN, files VARCHAR[], "
         "files_deleted VARCHAR[], cursor_column VARCHAR, cursor_from VARCHAR, "
         "cursor_to VARCHAR, schema_changes VARCHAR[], checks VARCHAR[], flow_run_id VARCHAR, "
-        "task_run_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP"
+        "task_run_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, "
+        + ", ".join(f"{name} {kind}" for name, kind in _ADDED_LOADS_COLUMNS)
     ),
     "files": (
         "table_name VARCHAR, path VARCHAR, size BIGINT, "
@@ -83,6 +93,12 @@ class LedgerEntry:
     cursor_from: str | None = None
     cursor_to: str | None = None
     extra_deleted: int = 0
+    #: Rows the load sent to the quarantine table.
+    quarantined: int = 0
+    #: DuckLake: the snapshot the load's transaction read (the table as it was before the load).
+    read_snapshot_id: int | None = None
+    #: A rollback's row: the load id it undid.
+    rollback_of: str | None = None
     #: The state schema when the caller already ensured it in this transaction.
     state: str | None = None
 
@@ -184,9 +200,11 @@ def migrate_keys(con: duckdb.DuckDBPyConnection, ref: TableRef) -> int:
     where, params = _old_key_sql(ref)
     state = ref.state
     found = con.execute(
-        f"SELECT (SELECT count(*) FROM {state}.files WHERE {where}) "
-        f"+ (SELECT count(*) FROM {state}.cursors WHERE {where})",
-        params + params,
+        # The table's own rows (most of a manifest) are never old keys: skipped before the
+        # string functions of ``where`` run on them.
+        f"SELECT (SELECT count(*) FROM {state}.files WHERE table_name <> ? AND {where}) "
+        f"+ (SELECT count(*) FROM {state}.cursors WHERE table_name <> ? AND {where})",
+        [ref.key, *params, ref.key, *params],
     ).fetchall()[0][0]
     if not found:
         return 0
@@ -211,26 +229,39 @@ def check_user_table(parts: Sequence[str], table: str) -> None:
         )
 
 
-def ensure_state(con: duckdb.DuckDBPyConnection, parts: Sequence[str], *, migrate: bool = True) -> str:
+def ensure_state(
+    con: duckdb.DuckDBPyConnection, parts: Sequence[str] | TableRef, *, migrate: bool = True
+) -> str:
     """Create the state schema and tables when missing; return the quoted schema.
 
     With ``migrate`` (incremental loads), state an earlier version recorded for the table under
     another key is renamed to its key (:func:`migrate_keys`), in the caller's transaction.
     One catalog lookup when they exist, so a plain load pays almost nothing for its ledger row.
     """
-    ref = resolve(con, parts)
+    ref = parts if isinstance(parts, TableRef) else resolve(con, parts)  # resolved once by the caller
     schema = ref.state
-    present = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND database_name = ?",
+    present, loads_columns = con.execute(
+        "SELECT count(*), max(column_count) FILTER (WHERE table_name = 'loads') FROM duckdb_tables() "
+        "WHERE schema_name = ? AND database_name = ?",
         [STATE_SCHEMA, ref.catalog],
-    ).fetchall()[0][0]
+    ).fetchall()[0]
     if present < len(_DDL):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}").fetchall()
         for name, columns in _DDL.items():
             con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{q(name)} ({columns})").fetchall()
-    elif migrate:
+    if loads_columns is not None and loads_columns < _LOADS_COLUMNS:
+        for name, kind in _ADDED_LOADS_COLUMNS:  # a ledger an earlier version created
+            con.execute(f"ALTER TABLE {schema}.loads ADD COLUMN IF NOT EXISTS {name} {kind}").fetchall()
+    if present >= len(_DDL) and migrate:
         migrate_keys(con, ref)
     return schema
+
+
+def state_is_current(state_tables: int, loads_columns: int | None) -> bool:
+    """Whether a catalog holding ``state_tables`` state tables, whose ledger has ``loads_columns``
+    columns, needs nothing from :func:`ensure_state` but the key migration (the answer of
+    :func:`~prefect_etl_blocks.core.loading.catalog.probe`)."""
+    return state_tables >= len(_DDL) and loads_columns is not None and loads_columns >= _LOADS_COLUMNS
 
 
 #: The Prefect flow run and task run ids a load records, supplied from above as data (the core
@@ -250,6 +281,28 @@ def run_ids(flow_run_id: str | None, task_run_id: str | None) -> Iterator[None]:
         RUN_IDS.reset(token)
 
 
+#: Reads the snapshot the open transaction on a connection sees for the table named by ``parts``
+#: (a DuckLake's; ``None`` elsewhere). A backend with snapshots sets it around a load with
+#: :func:`snapshot_reader`, and :func:`record` writes its answer as ``read_snapshot_id`` (the core
+#: knows nothing of DuckLake). Read inside the transaction that commits, so a load that a
+#: conflict ran again records the snapshot of the attempt that committed.
+SNAPSHOT_READER: contextvars.ContextVar[
+    Callable[[duckdb.DuckDBPyConnection, Sequence[str]], int | None] | None
+] = contextvars.ContextVar("petl_snapshot_reader", default=None)
+
+
+@contextmanager
+def snapshot_reader(
+    reader: Callable[[duckdb.DuckDBPyConnection, Sequence[str]], int | None],
+) -> Iterator[None]:
+    """Record ``reader(con, parts)`` as the ``read_snapshot_id`` of ledger rows written in the body."""
+    token = SNAPSHOT_READER.set(reader)
+    try:
+        yield
+    finally:
+        SNAPSHOT_READER.reset(token)
+
+
 def record(
     con: duckdb.DuckDBPyConnection,
     parts: Sequence[str],
@@ -262,15 +315,23 @@ def record(
     created: bool,
     schema_changes: Sequence[str],
     checks: Sequence[Any],
+    ref: TableRef | None = None,
+    state: str | None = None,
 ) -> None:
-    """Insert the ledger row of one load (call it inside the load's transaction)."""
-    schema = entry.state or ensure_state(con, parts, migrate=False)
+    """Insert the ledger row of one load (call it inside the load's transaction). ``ref`` is the
+    table as the load resolved ``parts`` on this connection (saves resolving it again);
+    ``state`` the state schema when the caller found it up to date in this transaction."""
+    schema = entry.state or state or ensure_state(con, ref or parts, migrate=False)
     flow_id, task_id = RUN_IDS.get()
+    snapshot, reader = entry.read_snapshot_id, SNAPSHOT_READER.get()
+    if snapshot is None and reader is not None:
+        snapshot = reader(con, parts)
+    columns = ", ".join(_LOADS_ORDER)
     con.execute(
-        f"INSERT INTO {schema}.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {schema}.loads ({columns}) VALUES ({', '.join('?' * len(_LOADS_ORDER))})",
         [
             entry.load_id,
-            table_key(con, parts),
+            ref.key if ref is not None else table_key(con, parts),
             strategy,
             entry.incremental,
             inserted,
@@ -288,8 +349,21 @@ def record(
             task_id,
             entry.started_at,
             utcnow(),
+            entry.quarantined,
+            snapshot,
+            entry.rollback_of,
         ],
     ).fetchall()
+
+
+#: The ``loads`` columns in the order :func:`record` gives them (by name: an older ledger's
+#: added columns may sit elsewhere).
+_LOADS_ORDER = (
+    "load_id", "table_name", "strategy", "incremental", "inserted", "updated", "deleted",
+    "created", "files", "files_deleted", "cursor_column", "cursor_from", "cursor_to",
+    "schema_changes", "checks", "flow_run_id", "task_run_id", "started_at", "finished_at",
+    *(name for name, _ in _ADDED_LOADS_COLUMNS),
+)
 
 
 def _has_state(con: duckdb.DuckDBPyConnection, catalog: str | None) -> bool:
@@ -323,7 +397,10 @@ def history(con: duckdb.DuckDBPyConnection, table: str | None = None) -> pl.Data
         sql += f" WHERE table_name = ? OR {where}"
         params = [ref.key, *params]
     relation = con.sql(sql + " ORDER BY started_at, finished_at", params=params)
-    return pl.from_arrow(relation.to_arrow_table())  # type: ignore[return-value]
+    frame: pl.DataFrame = pl.from_arrow(relation.to_arrow_table())  # type: ignore[assignment]
+    full = _history_schema()
+    missing = [pl.lit(None, dtype=full[name]).alias(name) for name in full if name not in frame.columns]
+    return frame.with_columns(missing).select(list(full)) if missing else frame
 
 
 def _history_schema() -> dict[str, Any]:
@@ -333,7 +410,8 @@ def _history_schema() -> dict[str, Any]:
         "inserted": i64, "updated": i64, "deleted": i64, "created": pl.Boolean, "files": lst,
         "files_deleted": lst, "cursor_column": text, "cursor_from": text, "cursor_to": text,
         "schema_changes": lst, "checks": lst, "flow_run_id": text, "task_run_id": text,
-        "started_at": ts, "finished_at": ts,
+        "started_at": ts, "finished_at": ts, "quarantined": i64, "read_snapshot_id": i64,
+        "rollback_of": text,
     }
 
 

@@ -51,6 +51,11 @@ SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The three kinds of load: a whole source, the rows past a cursor, the files not loaded yet.
 LoadKind = Literal["plain", "cursor", "files"]
 
+#: What a failing row-level check does: ``fail`` the load (default), or ``quarantine`` the
+#: failing rows into ``<table>__quarantine`` and publish the rest.
+OnCheckFailure = Literal["fail", "quarantine"]
+ON_CHECK_FAILURE: tuple[str, ...] = ("fail", "quarantine")
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -76,6 +81,15 @@ class LoadOptions:
     content_check: bool = True
     as_of: dt.datetime | None = None
     create: CreateMode = "if_missing"
+    #: ``fail`` (default) or ``quarantine`` (see :data:`ON_CHECK_FAILURE`).
+    on_check_failure: OnCheckFailure = "fail"
+    #: Asset keys of what the data came from (lineage); a source's own key is added by the load.
+    upstream: Sequence[str] = ()
+    #: Run the whole load, return its result, keep nothing.
+    dry_run: bool = False
+    #: ``None``: join an active Prefect transaction when there is one; ``False``: commit on its
+    #: own; ``True``: require one.
+    transactional: bool | None = None
 
     def __post_init__(self) -> None:
         # In the order the loads have always checked them, so each error is the one it was.
@@ -93,6 +107,14 @@ class LoadOptions:
         elif self.kind == "files":
             _check_files(self.strategy, self.on_missing_file, self.lineage_column)
         _check_mode(self.strategy, self.on_schema_change)
+        _check_flags(self.on_check_failure, self.dry_run, self.transactional)
+        upstream = (self.upstream,) if isinstance(self.upstream, str) else tuple(self.upstream or ())
+        if not all(isinstance(u, str) for u in upstream):
+            raise LoadConfigError(
+                f"upstream={self.upstream!r}: give asset keys as strings (or prefect.assets.Asset "
+                "objects to the blocks and tasks)."
+            )
+        object.__setattr__(self, "upstream", upstream)
         scd2 = scd2_columns(self.scd2_columns) if self.kind == "plain" else SCD2Columns()
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "checks", tuple(self.checks or ()))
@@ -160,6 +182,18 @@ def _check_mode(mode: str, on_schema_change: str) -> None:
         )
 
 
+def _check_flags(on_check_failure: str, dry_run: Any, transactional: Any) -> None:
+    if on_check_failure not in ON_CHECK_FAILURE:
+        raise LoadConfigError(
+            f"on_check_failure={on_check_failure!r} is not valid; use 'fail' (a failing check "
+            "fails the load) or 'quarantine' (failing rows go to <table>__quarantine)."
+        )
+    if not isinstance(dry_run, bool):
+        raise LoadConfigError(f"dry_run={dry_run!r} must be True or False.")
+    if transactional is not None and not isinstance(transactional, bool):
+        raise LoadConfigError(f"transactional={transactional!r} must be None, True or False.")
+
+
 def _check_files(mode: str, on_missing_file: str, lineage_column: str | None) -> None:
     if mode not in FILE_MODES:
         raise LoadConfigError(
@@ -212,10 +246,12 @@ def _check_lag(lag: Any) -> None:
 __all__ = [
     "CREATE_MODES",
     "FILE_MODES",
+    "ON_CHECK_FAILURE",
     "ON_MISSING_FILE",
     "CreateMode",
     "LoadKind",
     "LoadOptions",
+    "OnCheckFailure",
     "check_create",
     "no_cursor_options",
     "scd2_columns",

@@ -83,6 +83,10 @@ class FileBackend(Backend):
             raise
         return con
 
+    def identity(self) -> str | None:
+        """The resolved file path (an in-memory database is this block's alone)."""
+        return None if self.settings.is_memory else os.path.realpath(os.path.expanduser(self.settings.database_path))
+
     def close(self, con: duckdb.DuckDBPyConnection) -> None:
         """Close one connection and give back this backend's in-process lock on the file."""
         close_connection(con, None if self.settings.is_memory else self.settings.database_path, self)

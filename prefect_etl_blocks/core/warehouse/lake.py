@@ -19,7 +19,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -38,7 +38,7 @@ from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_na
 from prefect_etl_blocks.core.loading.boundary import commit_conflict
 from prefect_etl_blocks.core.loading.connections import in_transaction
 from prefect_etl_blocks.core.loading.engine import LoadResult
-from prefect_etl_blocks.core.loading.ledger import resolve
+from prefect_etl_blocks.core.loading.ledger import resolve, snapshot_reader
 from prefect_etl_blocks.core.warehouse.lake_catalog import (
     CatalogSpec,
     LakeConfig,
@@ -47,6 +47,7 @@ from prefect_etl_blocks.core.warehouse.lake_catalog import (
     split_settings,
     sql_literal,
 )
+from prefect_etl_blocks.core.warehouse.lake_snapshots import commit_snapshot, read_snapshot
 from prefect_etl_blocks.core.warehouse.session import Backend, Work
 
 if TYPE_CHECKING:
@@ -186,6 +187,34 @@ class LakeBackend(Backend):
                 time.sleep(wait)
                 delay = min(delay * 2, 5.0)
 
+    # ------------------------------------------------------------------ units of work
+    def identity(self) -> str | None:
+        """Blocks with the same configuration share a unit's connection (and its commit)."""
+        return "ducklake:" + self.config().key()
+
+    def joined(self, con: duckdb.DuckDBPyConnection, work: Work, table: str) -> LoadResult:
+        return _load_into_lake(con, table, work)
+
+    def begin(self, con: duckdb.DuckDBPyConnection) -> None:
+        with memory_default(con):
+            con.execute("BEGIN TRANSACTION").fetchall()
+
+    def end(self, con: duckdb.DuckDBPyConnection, commit: bool) -> None:
+        """COMMIT (one snapshot for every load of the unit) or ROLLBACK. A conflict at COMMIT is
+        not retried (the loads before it cannot be run again): it is a TransactionConflictError."""
+        try:
+            with memory_default(con):
+                con.execute("COMMIT" if commit else "ROLLBACK").fetchall()
+        except duckdb.TransactionException as exc:
+            if commit_conflict(exc, table="") is None:
+                raise
+            raise TransactionConflictError(
+                "The COMMIT of a transaction's loads into the DuckLake conflicted with another "
+                f"writer's commit: {first_line(exc)}. Not retried (the loads before it cannot be "
+                "run again at COMMIT): the whole transaction was rolled back, every table is as "
+                "it was before it. Running the flow again can succeed."
+            ) from exc
+
 
 def _instance(config: LakeConfig) -> duckdb.DuckDBPyConnection:
     """A new DuckDB instance with the extensions loaded, the secrets set and the lake attached
@@ -288,11 +317,24 @@ def _load_into_lake(con: duckdb.DuckDBPyConnection, table: str, work: Work) -> L
     when the default catalog is a DuckLake. With ``memory`` as the default for the length of
     the load the question is answered by DuckDB's catalog; every name the engine writes is
     qualified, so the data still goes to the lake. The result reports the name the caller gave.
+
+    Snapshots: the ledger row records the snapshot the load's transaction read, and a load
+    that committed here reports the snapshot it committed as ``snapshot_id`` (``None`` while
+    an outer transaction holds it open); see :mod:`~prefect_etl_blocks.core.warehouse.lake_snapshots`.
     """
     target = qualified(con, table)
-    with memory_default(con):
+    read: list[int | None] = [None]
+
+    def reader(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> int | None:
+        read[0] = read_snapshot(con, parts)
+        return read[0]
+
+    with memory_default(con), snapshot_reader(reader):
         result = work(con, target)
-    return dataclasses.replace(result, table=table)
+        committed = None
+        if result.load_id and not in_transaction(con):
+            committed = commit_snapshot(con, resolve(con, split_table_name(target)).catalog, result.load_id, read[0])
+    return dataclasses.replace(result, table=table, snapshot_id=committed)
 
 
 def qualified(con: duckdb.DuckDBPyConnection, table: str) -> str:

@@ -9,6 +9,14 @@ session does the rest, the same for both.
 Connections: outside :meth:`Session.hold` every call takes a connection for itself and gives
 it back (a file's lock is released in between); while held, one connection serves every call.
 
+Units of work: a load inside an outer unit of work (a Prefect transaction, see
+:mod:`prefect_etl_blocks.runtime.transactions`) runs on that unit's
+:class:`~prefect_etl_blocks.core.warehouse.units.Unit`: one connection
+inside one open DuckDB transaction, which the engine joins, so nothing commits until the unit
+ends. While a unit holds a database, the session's other calls use its connection too (they see
+its uncommitted loads, and do not wait for the file lock it holds). A dry run opens a
+transaction of its own and rolls it back (:meth:`Session.commit`).
+
 Results (Prefect's ``DatabaseBlock`` convention, as prefect-sqlalchemy implements it): a fetch
 called again with the same operation and parameters continues one result; an exhausted result
 keeps returning ``[]`` until :meth:`Session.reset`, :meth:`Session.close` or the end of the
@@ -19,15 +27,17 @@ to the end; an exhausted one holds nothing. See :mod:`prefect_etl_blocks.core.wa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import polars as pl
 
 from prefect_etl_blocks.core.engines import finish_result, query_polars
+from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import split_table_name
 from prefect_etl_blocks.core.loading.connections import in_transaction, transaction
 from prefect_etl_blocks.core.loading.engine import LoadResult, table_exists
@@ -35,13 +45,19 @@ from prefect_etl_blocks.core.loading.incremental import reset_incremental
 from prefect_etl_blocks.core.loading.ledger import history, run_ids
 from prefect_etl_blocks.core.warehouse.results import Results, classified
 
+if TYPE_CHECKING:
+    from prefect_etl_blocks.core.warehouse.units import Unit
+
 T = TypeVar("T")
 #: A connection-level failure: the backend may have to reconnect (:meth:`Backend.broken`).
 _BROKEN = (duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException)
 #: One load's work on a connection, given the target as the backend names it.
 Work = Callable[[duckdb.DuckDBPyConnection, str], LoadResult]
 
-__all__ = ["Backend", "Session", "Work"]
+#: The unit a session's calls should use now, if any (the block layer supplies it).
+Ambient = Callable[["Session"], "Unit | None"]
+
+__all__ = ["Ambient", "Backend", "Session", "Work", "rehearsal"]
 
 
 class Backend:
@@ -84,15 +100,35 @@ class Backend:
         with session.connect() as con:
             return work(con, table), 1
 
+    def identity(self) -> str | None:
+        """What names this database across blocks of one process (loads into the same one in
+        one unit of work share its connection); ``None`` when only this block can reach it."""
+        return None
+
+    def joined(self, con: duckdb.DuckDBPyConnection, work: Work, table: str) -> LoadResult:
+        """Run ``work`` on ``con``, a connection already inside a transaction (a unit's)."""
+        return work(con, table)
+
+    def begin(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("BEGIN TRANSACTION").fetchall()
+
+    def end(self, con: duckdb.DuckDBPyConnection, commit: bool) -> None:
+        """COMMIT or ROLLBACK the transaction :meth:`begin` opened on ``con``."""
+        con.execute("COMMIT" if commit else "ROLLBACK").fetchall()
+
 
 class Session:
     """A backend's connection, lock and remembered results (see the module docstring)."""
 
     def __init__(
-        self, backend: Backend, run_ids: Callable[[], tuple[str | None, str | None]] | None = None
+        self,
+        backend: Backend,
+        run_ids: Callable[[], tuple[str | None, str | None]] | None = None,
+        ambient: Ambient | None = None,
     ) -> None:
         self.backend = backend
         self.run_ids = run_ids
+        self.ambient = ambient
         self.connection: duckdb.DuckDBPyConnection | None = None
         self.held = 0
         self.lock = threading.RLock()
@@ -103,7 +139,12 @@ class Session:
     # ------------------------------------------------------------------ connections
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one operation: the held one, or a short-lived one."""
+        """A connection for one operation: an active unit's, the held one, or a short-lived one."""
+        unit = self.ambient(self) if self.ambient is not None else None
+        if unit is not None:
+            with unit.lock:
+                yield unit.con
+            return
         with self.lock:
             if self.connection is not None:
                 self.results.park()
@@ -219,11 +260,24 @@ class Session:
         return self.using(lambda con: table_exists(con, parts))
 
     # ------------------------------------------------------------------ loads and state
-    def commit(self, work: Work, table: str, replayable: bool) -> LoadResult:
-        """Run one load through the backend, recording the caller's run ids in the ledger."""
+    def commit(
+        self, work: Work, table: str, replayable: bool, *, dry_run: bool = False, unit: Unit | None = None
+    ) -> LoadResult:
+        """Run one load through the backend, recording the caller's run ids in the ledger.
+
+        With ``unit`` the load joins that unit's open transaction (it commits when the unit
+        does). With ``dry_run`` it runs in a transaction of its own that is rolled back: the
+        result says what the load would do, and nothing is kept.
+        """
         ids = self.run_ids() if self.run_ids is not None else (None, None)
         with run_ids(*ids):
-            result, self.last_attempts = self.backend.commit(self, work, table, replayable)
+            if unit is not None:
+                result, self.last_attempts = unit.run(work, table), 1
+            elif dry_run:
+                result, self.last_attempts = self.backend.commit(self, rehearsal(work), table, replayable)
+                result = dataclasses.replace(result, dry_run=True)
+            else:
+                result, self.last_attempts = self.backend.commit(self, work, table, replayable)
         self.last_load = result
         return result
 
@@ -237,3 +291,24 @@ class Session:
                 return reset_incremental(con, qualified)
 
         return self.using(reset)
+
+
+def rehearsal(work: Work) -> Work:
+    """``work`` run inside a transaction that is always rolled back (a dry run). The engine
+    joins it, so schemas, tables, columns, ledger rows and incremental state all vanish."""
+
+    def rehearse(con: duckdb.DuckDBPyConnection, table: str) -> LoadResult:
+        if in_transaction(con):
+            raise LoadConfigError(
+                f"dry_run=True into {table!r}: the connection is already inside a transaction "
+                "(an explicit BEGIN inside `with db:`), which a dry run cannot roll back alone. "
+                "Run the dry run outside that transaction."
+            )
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            return work(con, table)
+        finally:
+            with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back itself
+                con.execute("ROLLBACK").fetchall()
+
+    return rehearse

@@ -4,9 +4,12 @@
 import duckdb
 {% endif -%}
 import polars as pl
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
+from prefect_etl_blocks.sales import write_sample_sales
 
 from {{ cookiecutter.module_name }}.flow import run
+from {{ cookiecutter.module_name }}.report import DRY_RUN_KEY
 from {{ cookiecutter.module_name }}.settings import (
 {%- if cookiecutter.warehouse == "ducklake" %}
     DUCKLAKE_BLOCK,
@@ -16,7 +19,11 @@ from {{ cookiecutter.module_name }}.settings import (
     TARGET_TABLE,
     TASK_TIMEOUT_SECONDS,
 )
-from tests.conftest import write_sales
+
+
+def write_sales(folder, files: int = 3, rows: int = 2000, seed: int = 7) -> None:
+    """Sample sales Parquet files, from the same generator as the ``sample_data`` module."""
+    write_sample_sales(folder, rows=rows, files=files, seed=seed)
 
 
 def task_states(flow_state, prefix: str) -> list[str]:
@@ -135,6 +142,18 @@ def test_summary_is_cached_until_the_data_changes(sales_dir, tmp_path):
     third = run(**kwargs, return_state=True)
     assert task_states(third, "summarize") == ["Completed"]
 {%- endif %}
+
+
+def test_dry_run_reports_every_load_and_keeps_nothing(sales_dir, tmp_path):
+    kwargs = {"source_path": str(sales_dir / "*.parquet"), **where(tmp_path, "dry")}
+    run(**kwargs)
+    kept = summary_rows(tmp_path, "dry")
+    write_sales(sales_dir, seed=99)  # new data, which the dry run loads in full
+    assert run(**kwargs, dry_run=True) == 8
+    assert summary_rows(tmp_path, "dry") == kept
+    report = Artifact.get(DRY_RUN_KEY)
+    assert report is not None and report.data.startswith("# Dry run"), report
+    assert f"| `{TARGET_TABLE}` | replace | 8 | 0 |" in report.data, report.data
 
 
 def test_bad_parameter_fails_naming_it(sales_dir, tmp_path):

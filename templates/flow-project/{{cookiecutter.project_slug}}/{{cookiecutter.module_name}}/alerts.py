@@ -1,4 +1,4 @@
-"""Failure emails through the saved EmailNotifier block named in settings.EMAIL_NOTIFIER_BLOCK.
+"""Failure emails through the saved EmailNotifier block named in EMAIL_NOTIFIER_BLOCK below.
 
 Save the block once (UI or code):
     EmailNotifier(smtp_server=..., from_address=..., to_addresses=[...]).save(EMAIL_NOTIFIER_BLOCK)
@@ -6,7 +6,8 @@ Save the block once (UI or code):
 
 from prefect_etl_blocks import email_notifier
 
-from {{ cookiecutter.module_name }}.settings import EMAIL_NOTIFIER_BLOCK
+# The saved EmailNotifier block that sends the failure emails.
+EMAIL_NOTIFIER_BLOCK = {{ (cookiecutter.project_slug ~ "-email") | pyrepr }}
 
 on_failure = email_notifier(
     subject="Flow {flow_name} failed: {flow_run_name}",

@@ -44,12 +44,5 @@ WRITE_LIMIT_NAME = {{ (cookiecutter.project_slug ~ "-duckdb-writes") | pyrepr }}
 MAX_CONCURRENT_WRITES = {{ cookiecutter.max_concurrent_writes | int }}
 # strict=True: a missing limit is an error, never a silently unprotected write.
 STRICT_WRITE_LIMIT = True
-DEPLOYMENT_NAME = {{ (cookiecutter.flow_name ~ "-scheduled") | pyrepr }}
-{%- if cookiecutter.notifications == "email" %}
-EMAIL_NOTIFIER_BLOCK = {{ (cookiecutter.project_slug ~ "-email") | pyrepr }}
-{%- endif %}
-{%- if cookiecutter.shape == "partitioned" %}
-TASK_RUNNER = {{ cookiecutter.task_runner | pyrepr }}
-MAX_WORKERS = {{ cookiecutter.max_workers | int }}
-DASK_ADDRESS = {{ cookiecutter.dask_address | pyrepr }}
-{%- endif %}
+# The deployment in prefect.yaml.
+DEPLOYMENT_NAME = f"{FLOW_NAME}-scheduled"

@@ -1,0 +1,448 @@
+"""A load's fixed cost, both ways a load runs: a fresh ``DuckDBConnection(database=f)`` per load
+(as a Prefect task makes one: open the file, load, close it) and one held connection (``with
+db:``), each against native DuckDB doing the same SQL the same way.
+
+* ``replace`` of ``ROWS`` (5M) rows vs ``CREATE OR REPLACE TABLE t AS SELECT * FROM arrow``;
+  ``upsert`` of 500k rows (half new keys) into 5M vs one ``MERGE INTO``. Fresh: ours is
+  ``DuckDBConnection(database=f).load_frame(...)``, native is ``duckdb.connect(f)`` + the SQL +
+  ``close()`` (both pay the open and the checkpoint on close). Held: both on an open connection.
+  The table is rebuilt and checkpointed before every timed run, outside the timing.
+* ``1-row append``: ``over_native_ms`` is ours minus native (connect + INSERT + close), medians
+  of ``APPENDS`` loads each; target at most 15 ms.
+* ``incremental``: ``load_parquet(..., incremental=True)`` after 10 new files arrived beside
+  1,000 loaded ones (10,000 rows each), and again with nothing new, as a share of a full reload
+  (``mode="replace"``) of the same folder in the same mode. The native floor appends the 10
+  files by hand (``BEGIN; INSERT ... read_parquet([new files]); COMMIT``), knowing which are new.
+* ``profile:`` rows: where a fresh-block 1-row append and a fresh-block incremental run with
+  nothing new spend their time (milliseconds per load, inclusive spans; see docs/benchmarks.md).
+
+Every ours/native pair runs interleaved (the order alternates), medians over ``repeats``.
+Run ``python -m benchmarks.bench_fixed_cost [repeats] [rows] [files]``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from benchmarks._common import table
+
+#: Shown after the table in RESULTS.md and docs/benchmarks.md (``benchmarks/__main__.py``).
+NOTES = """
+### Where a load's fixed cost goes (issue 22)
+
+The `profile:` rows above are re-measured by every run. The breakdown below compares the code
+before and after issue 22, run alternately in one session (milliseconds per load, inclusive
+spans; a fresh block per load, the mean of two alternating rounds on a 2-core VM shared with
+other work, 6 December 2026; "before" is the tree just before these changes):
+
+| span (inclusive) | 1-row append, before | after | incremental, nothing new (1,000 files), before | after |
+|---|---|---|---|---|
+| total | 29.4 | 28.1 | 66.0 | 47.8 |
+| opening: lock wait + `duckdb.connect` (native pays it) | 12.8 | 13.0 | 14.2 | 14.0 |
+| opening: total (settings, extensions, `init_sql`) | 13.3 | 13.5 | 14.7 | 14.5 |
+| name resolution (`ledger.resolve`) | 1.18 | 0.58 | 2.55 | 0.66 |
+| catalog: schema, table, ledger present | 2.50 | 1.82 | 5.11 | 2.00 |
+| transaction: `in_transaction` | 0.56 | 0.63 | 1.51 | 1.21 |
+| strategy: staging, contracts, SQL | 1.20 | 1.24 | | |
+| ledger row | 2.71 | 1.33 | 2.32 | 1.46 |
+| incremental: listing | | | 7.35 | 1.24 |
+| incremental: footers (size, mtime, SHA-256) | | | 16.64 | 12.19 |
+| incremental: manifest (read, key migration check) | | | 2.25 | 1.89 |
+| checkpoint on close (native pays it) | 6.88 | 6.33 | 12.89 | 7.78 |
+| SQL statements a load sends | 14 | 10 | 13 | 10 |
+
+Lineage costs nothing outside a Prefect run (one context lookup); checks were not asked for.
+Other statement counts, before and after: replace 16 and 12, incremental with one new file 23
+and 18.
+
+What changed, keeping every guarantee (one transaction, ledger row inside it, contracts, checks,
+exact incremental state):
+
+* **Name resolution once.** A load resolves its table (catalog, schema, name) once and hands the
+  `TableRef` down to the ledger row, the manifest and, for incremental loads, to the engine
+  (before: three to four `resolve` queries a load). It is passed, never cached, so it cannot
+  cross catalogs or connections.
+* **One catalog query.** Whether the schema and table exist and whether the ledger is present and
+  current are answered by one query with one pass over `duckdb_tables()`
+  (`core/loading/catalog.py::probe`), instead of three or four. An older ledger still gets its
+  new columns (`ensure_state` runs when the answer says it must).
+* **Incremental listing without a `stat` per file.** A local folder is walked with `os.scandir`,
+  whose entries know their type, and size and mtime come from the `fstat` of the descriptor
+  the footer is read from (`core/files.py::local_footer_identities`): one `open`, `fstat`,
+  `pread` and `close` per file instead of a `lstat` in the listing plus those four. Size, mtime
+  and footer now always describe one version of a file; a file rewritten after that is caught
+  by the next run, as before.
+* **The key migration's check skips the table's own manifest rows** before its string functions
+  run on them.
+* **Upsert joins on `=` when the data has no NULL key** (one `LIMIT 1` probe of the data says
+  so), which matches exactly what `IS NOT DISTINCT FROM` matches there and lets DuckDB's join
+  run about 6% faster on 500k rows into 5M; data with a NULL key keeps `IS NOT DISTINCT FROM`,
+  so a NULL key still matches a NULL key. What upsert still does beyond native `MERGE INTO`:
+  the duplicate-key check (about 40 ms for 500k keys) and two `count(*)` (about 1 ms each).
+
+Not changed, because native DuckDB pays it too: opening the file (`duckdb.connect`) and the
+checkpoint on close (ours also checkpoints the ledger's table). The incremental targets are
+shares of a full reload: with 1,000 files of 10,000 rows the native floor (appending 10 known
+files, BEGIN + INSERT + COMMIT) is itself 1.6% of the reload on a held connection, so "10 new
+files <= 2%" leaves under 0.5% for listing 1,000 files, reading their footers and the manifest.
+A fresh block per load adds opening and the checkpoint to both sides; there the native floor
+alone is about 5% of the reload.
+"""
+
+ROWS = 5_000_000
+UPDATE_ROWS = 500_000
+FILES = 1_000
+NEW = 10
+APPENDS = 60
+TARGETS = {"replace": 1.05, "upsert": 1.10}
+APPEND_TARGET_MS = 15.0
+INCREMENTAL_TARGET = 0.02
+NOOP_TARGET = 0.01
+
+
+def _pairs(ours: Callable[[], object], native: Callable[[], object], repeats: int,
+           setup: Callable[[], object] = lambda: None) -> tuple[float, float]:
+    """Medians of ``ours()`` and ``native()``, interleaved (order alternating), each after an
+    untimed ``setup()``."""
+    times: dict[str, list[float]] = {"ours": [], "native": []}
+    for i in range(repeats):
+        order = [("ours", ours), ("native", native)]
+        for name, fn in order if i % 2 == 0 else order[::-1]:
+            setup()
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return statistics.median(times["ours"]), statistics.median(times["native"])
+
+
+def _frames(rows: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from benchmarks.bench_loading import updates
+    from benchmarks.bench_results import make_frame
+
+    frame = make_frame(rows)
+    return frame, updates(frame, min(UPDATE_ROWS, max(2, rows // 10)))
+
+
+def _seed(path: str, frame: pl.DataFrame) -> None:
+    """``t`` holds ``frame``, checkpointed (nothing left in the WAL for the timed load)."""
+    con = duckdb.connect(path)
+    con.register("seed_arrow", frame.to_arrow())
+    con.execute("CREATE OR REPLACE TABLE t AS SELECT * FROM seed_arrow")
+    con.close()
+
+
+def _bulk_rows(tmp: Path, rows: int, repeats: int) -> list[dict[str, Any]]:
+    from prefect_etl_blocks import DuckDBConnection
+
+    frame, change = _frames(rows)
+    columns = frame.columns
+    sets = ", ".join(f"{c} = s.{c}" for c in columns if c != "order_id")
+    merge = (f"MERGE INTO t USING change_arrow AS s ON t.order_id = s.order_id "
+             f"WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT BY NAME")
+    ours_f, native_f = str(tmp / "bulk_ours.duckdb"), str(tmp / "bulk_native.duckdb")
+    out: list[dict[str, Any]] = []
+
+    def native_fresh(sql: str, name: str, data: pl.DataFrame) -> Callable[[], None]:
+        def body() -> None:
+            con = duckdb.connect(native_f)
+            con.register(name, data.to_arrow())
+            con.execute(sql)
+            con.close()
+        return body
+
+    def seed_both() -> None:
+        _seed(ours_f, frame)
+        _seed(native_f, frame)
+
+    timed: dict[tuple[str, str], tuple[float, float]] = {}
+    timed["replace", "fresh"] = _pairs(
+        lambda: DuckDBConnection(database=ours_f).load_frame(frame, "t"),
+        native_fresh("CREATE OR REPLACE TABLE t AS SELECT * FROM fresh_arrow", "fresh_arrow", frame),
+        repeats, seed_both,
+    )
+    timed["upsert", "fresh"] = _pairs(
+        lambda: DuckDBConnection(database=ours_f).load_frame(change, "t", mode="upsert", keys="order_id"),
+        native_fresh(merge, "change_arrow", change), repeats, seed_both,
+    )
+    seed_both()
+    db = DuckDBConnection(database=ours_f)
+    native = duckdb.connect(native_f)
+    with db, db.get_connection() as held:
+        base_arrow = frame.to_arrow()
+
+        def seed_held() -> None:
+            for con in (held, native):
+                con.register("seed_arrow", base_arrow)
+                con.execute("CREATE OR REPLACE TABLE t AS SELECT * FROM seed_arrow")
+                con.execute("CHECKPOINT")
+
+        def native_held(sql: str, name: str, data: pl.DataFrame) -> Callable[[], None]:
+            return lambda: (native.register(name, data.to_arrow()), native.execute(sql))
+
+        timed["replace", "held"] = _pairs(
+            lambda: db.load_frame(frame, "t"),
+            native_held("CREATE OR REPLACE TABLE t AS SELECT * FROM fresh_arrow", "fresh_arrow", frame),
+            repeats, seed_held,
+        )
+        timed["upsert", "held"] = _pairs(
+            lambda: db.load_frame(change, "t", mode="upsert", keys="order_id"),
+            native_held(merge, "change_arrow", change), repeats, seed_held,
+        )
+    native.close()
+    labels = {
+        "replace": (f"replace {rows:,} rows", "CTAS from Arrow"),
+        "upsert": (f"upsert {change.height:,} into {rows:,}", "native MERGE INTO"),
+    }
+    for (key, mode), (ours_s, base_s) in timed.items():
+        name, baseline = labels[key]
+        row: dict[str, Any] = {
+            "name": f"{name}, {'fresh block per load' if mode == 'fresh' else 'held connection'}",
+            "baseline": f"{baseline} ({'connect + SQL + close' if mode == 'fresh' else 'held'})",
+            "seconds": ours_s, "baseline_seconds": base_s, "ratio": ours_s / base_s,
+        }
+        if mode == "fresh":
+            row["target"] = TARGETS[key]
+        out.append(row)
+    return out
+
+
+def _append_rows(tmp: Path, loads: int) -> list[dict[str, Any]]:
+    from prefect_etl_blocks import DuckDBConnection
+
+    row = pl.DataFrame({"id": [1], "v": [0.5]})
+    ours_f, native_f = str(tmp / "one_ours.duckdb"), str(tmp / "one_native.duckdb")
+    DuckDBConnection(database=ours_f).load_frame(row, "t")
+    _seed(native_f, row)
+
+    def native_fresh() -> None:
+        con = duckdb.connect(native_f)
+        con.register("src", row.to_arrow())
+        con.execute("INSERT INTO t SELECT * FROM src")
+        con.close()
+
+    fresh = _pairs(lambda: DuckDBConnection(database=ours_f).load_frame(row, "t", mode="append"),
+                   native_fresh, loads)
+    db = DuckDBConnection(database=ours_f)
+    native = duckdb.connect(native_f)
+    with db:
+        held = _pairs(lambda: db.load_frame(row, "t", mode="append"),
+                      lambda: (native.register("src", row.to_arrow()), native.execute("INSERT INTO t SELECT * FROM src")),
+                      loads)
+    native.close()
+    out = []
+    for mode, (ours_s, base_s), baseline in (
+        ("fresh block per load", fresh, "connect + INSERT + close"), ("held connection", held, "INSERT (held)"),
+    ):
+        out.append({
+            "name": f"1-row append, {mode}", "baseline": f"native {baseline}", "seconds": ours_s,
+            "baseline_seconds": base_s, "ratio": ours_s / base_s, "over_native_ms": (ours_s - base_s) * 1e3,
+            **({"target_over_ms": APPEND_TARGET_MS} if mode.startswith("fresh") else {}),
+        })
+    return out
+
+
+def _incremental_rows(tmp: Path, files: int, repeats: int) -> list[dict[str, Any]]:
+    from benchmarks.bench_incremental import ROWS as FILE_ROWS
+    from benchmarks.bench_incremental import _write
+    from prefect_etl_blocks import DuckDBConnection, ParquetSource
+
+    folder = tmp / "data"
+    folder.mkdir()
+    for i in range(files):
+        _write(folder, i)
+    source = ParquetSource(path=str(folder))
+    out: list[dict[str, Any]] = []
+    next_index = files
+    for mode in ("fresh", "held"):
+        ours_f, full_f, native_f = (str(tmp / f"{mode}_{n}.duckdb") for n in ("inc", "full", "native"))
+        db, full_db = DuckDBConnection(database=ours_f), DuckDBConnection(database=full_f)
+
+        def block(which: DuckDBConnection, mode: str = mode) -> DuckDBConnection:
+            return DuckDBConnection(database=which.database) if mode == "fresh" else which
+
+        db.load_parquet(source, "inc", incremental=True)
+        con = duckdb.connect(native_f)
+        con.execute("CREATE TABLE native AS SELECT * FROM read_parquet($g)", {"g": str(folder / "*.parquet")})
+        con.close()
+        inc, noop, native, full = [], [], [], []
+        held_native = duckdb.connect(native_f) if mode == "held" else None
+        try:
+            if mode == "held":
+                db.__enter__()
+                full_db.__enter__()
+            for i in range(repeats):
+                started = time.perf_counter()
+                block(full_db).load_parquet(source, "full", mode="replace")
+                full.append(time.perf_counter() - started)
+                new = []
+                for _ in range(NEW):
+                    _write(folder, next_index)
+                    new.append(str(folder / f"part-{next_index:05}.parquet"))
+                    next_index += 1
+
+                def native_append(new: list[str] = new, held_native: Any = held_native, native_f: str = native_f) -> None:
+                    c = held_native or duckdb.connect(native_f)
+                    c.execute("BEGIN TRANSACTION")
+                    c.execute("INSERT INTO native SELECT * FROM read_parquet($files)", {"files": new})
+                    c.execute("COMMIT")
+                    if held_native is None:
+                        c.close()
+
+                def ours_append(db: DuckDBConnection = db) -> None:
+                    assert block(db).load_parquet(source, "inc", incremental=True) == NEW * FILE_ROWS
+
+                steps = [(inc, ours_append), (native, native_append)]
+                for acc, fn in steps if i % 2 == 0 else steps[::-1]:
+                    started = time.perf_counter()
+                    fn()
+                    acc.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                assert block(db).load_parquet(source, "inc", incremental=True) == 0
+                noop.append(time.perf_counter() - started)
+        finally:
+            if mode == "held":
+                db.__exit__(None, None, None)
+                full_db.__exit__(None, None, None)
+            if held_native is not None:
+                held_native.close()
+        full_s, inc_s, noop_s, native_s = (statistics.median(x) for x in (full, inc, noop, native))
+        label = "fresh block per load" if mode == "fresh" else "held connection"
+        baseline = f"full reload (replace), {label}"
+        out += [
+            {"name": f"incremental, {NEW} new of {files} files x {FILE_ROWS:,} rows, {label}", "baseline": baseline,
+             "seconds": inc_s, "baseline_seconds": full_s, "ratio": inc_s / full_s, "target": INCREMENTAL_TARGET,
+             "native_seconds": native_s},
+            {"name": f"native floor: INSERT of {NEW} new files + COMMIT, {label}", "baseline": baseline,
+             "seconds": native_s, "baseline_seconds": full_s, "ratio": native_s / full_s},
+            {"name": f"incremental, nothing new, {files} files, {label}", "baseline": baseline,
+             "seconds": noop_s, "baseline_seconds": full_s, "ratio": noop_s / full_s, "target": NOOP_TARGET},
+        ]
+    return out
+
+
+# ----------------------------------------------------------------------------- profile
+#: (label, module, attribute): the inclusive spans of the profile rows. A label may name several
+#: functions (older and newer code paths); those absent from the code measured are skipped.
+SPANS = (
+    ("opening: lock wait + duckdb.connect", "prefect_etl_blocks.core.warehouse.duckdb_file", "connect_waiting"),
+    ("opening: total (with settings, extensions, init_sql)", "prefect_etl_blocks.core.warehouse.duckdb_file.FileBackend", "open"),
+    ("name resolution (ledger.resolve)", "prefect_etl_blocks.core.loading.ledger", "resolve"),
+    ("catalog: schema, table, ledger present", "prefect_etl_blocks.core.loading.engine", "schema_exists"),
+    ("catalog: schema, table, ledger present", "prefect_etl_blocks.core.loading.engine", "table_exists"),
+    ("catalog: schema, table, ledger present", "prefect_etl_blocks.core.loading.engine", "probe"),
+    ("catalog: schema, table, ledger present", "prefect_etl_blocks.core.loading.incremental_files", "table_exists"),
+    ("catalog: schema, table, ledger present", "prefect_etl_blocks.core.loading.incremental_files", "probe"),
+    ("catalog: schema, table, ledger present", "prefect_etl_blocks.core.loading.ledger", "ensure_state"),
+    ("transaction: in_transaction", "prefect_etl_blocks.core.loading.connections", "in_transaction"),
+    ("write: strategy (staging, contracts, SQL)", "prefect_etl_blocks.core.loading.engine", "_apply"),
+    ("write: ledger row", "prefect_etl_blocks.core.loading.ledger", "record"),
+    ("incremental: listing", "prefect_etl_blocks.blocks.parquet.ParquetSource", "list_files"),
+    ("incremental: listing", "prefect_etl_blocks.blocks.parquet.ParquetSource", "list_paths"),
+    ("incremental: footers (size, mtime, SHA-256)", "prefect_etl_blocks.core.loading.incremental_files", "identities"),
+    ("incremental: footers (size, mtime, SHA-256)", "prefect_etl_blocks.core.loading.file_manifest", "local_footer_identities"),
+    ("incremental: manifest (in the transaction)", "prefect_etl_blocks.core.loading.file_manifest", "read_manifest"),
+    ("incremental: manifest (in the transaction)", "prefect_etl_blocks.core.loading.ledger", "migrate_keys"),
+    ("checkpoint on close", "prefect_etl_blocks.core.warehouse.duckdb_file.FileBackend", "close"),
+)
+
+
+def _resolve(dotted: str) -> Any:
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+def _profiled(body: Callable[[], object], loads: int) -> dict[str, float]:
+    """Milliseconds per call of ``body`` spent in each span of :data:`SPANS` (inclusive)."""
+    spent: dict[str, float] = collections.defaultdict(float)
+    patched = []
+    for label, where, attr in SPANS:
+        owner = _resolve(where)
+        original = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+        if original is None:
+            continue
+
+        def timed(*args: Any, _f: Any = original, _label: str = label, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                spent[_label] += time.perf_counter() - started
+
+        setattr(owner, attr, functools.wraps(original)(timed))
+        patched.append((owner, attr, original))
+    try:
+        body()  # warm-up
+        spent.clear()
+        started = time.perf_counter()
+        for _ in range(loads):
+            body()
+        spent["total"] = time.perf_counter() - started
+    finally:
+        for owner, attr, original in patched:
+            setattr(owner, attr, original)
+    return {k: v / loads * 1e3 for k, v in spent.items()}
+
+
+def _profile_rows(tmp: Path, loads: int, files: int) -> list[dict[str, Any]]:
+    from benchmarks.bench_incremental import _write
+    from prefect_etl_blocks import DuckDBConnection, ParquetSource
+
+    row = pl.DataFrame({"id": [1], "v": [0.5]})
+    path = str(tmp / "profile.duckdb")
+    DuckDBConnection(database=path).load_frame(row, "t")
+    append = _profiled(lambda: DuckDBConnection(database=path).load_frame(row, "t", mode="append"), loads)
+    folder = tmp / "profile_data"
+    folder.mkdir()
+    for i in range(files):
+        _write(folder, i)
+    source = ParquetSource(path=str(folder))
+    inc_path = str(tmp / "profile_inc.duckdb")
+    DuckDBConnection(database=inc_path).load_parquet(source, "inc", incremental=True)
+    noop = _profiled(lambda: DuckDBConnection(database=inc_path).load_parquet(source, "inc", incremental=True),
+                     max(5, loads // 6))
+    labels = ["total", *dict.fromkeys(label for label, _, _ in SPANS)]
+    return [
+        {"name": f"profile: {label}", "baseline": "ms per fresh-block load",
+         "append_1_row_ms": append.get(label, 0.0), "incremental_nothing_new_ms": noop.get(label, 0.0)}
+        for label in labels
+    ]
+
+
+def run(repeats: int = 5, rows: int = ROWS, files: int = FILES) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="petl-bench-fixed-") as name:
+        tmp = Path(name)
+        return [
+            *_append_rows(tmp, max(APPENDS, repeats)),
+            *_incremental_rows(tmp, files, repeats),
+            *_bulk_rows(tmp, rows, repeats),
+            *_profile_rows(tmp, max(APPENDS, repeats), files),
+        ]
+
+
+if __name__ == "__main__":
+    print(table(run(
+        repeats=int(sys.argv[1]) if len(sys.argv) > 1 else 5,
+        rows=int(sys.argv[2]) if len(sys.argv) > 2 else ROWS,
+        files=int(sys.argv[3]) if len(sys.argv) > 3 else FILES,
+    )))
