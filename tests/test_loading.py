@@ -708,10 +708,12 @@ def test_a_column_without_values_fits_any_table_column(db: DuckDBConnection) -> 
     assert db.fetch_all("SELECT count(*) FROM t") == [(3,)]
 
 
-def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unwritten", [100, 3 * 4096], ids=["short", "header-room-without-magic"])
+def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path, unwritten: int) -> None:
     """Processes opening a new database file at once: one writes DuckDB's header while the
-    others find a short file that "is not a valid DuckDB database file" (seen on DuckDB 1.5.0
-    in the lowest CI leg). That is waited out within the lock timeout; an old file that is
+    others find a file that "is not a valid DuckDB database file" (seen on DuckDB 1.5.0 in the
+    lowest CI leg: a short file; and on 2.0 with the header's room allocated but its magic
+    bytes not yet written). That is waited out within the lock timeout; an old file that is
     simply not a database still fails at once."""
     import os
     import time
@@ -719,7 +721,7 @@ def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path) 
     from prefect_etl_blocks.loading.connections import close_connection, connect_waiting
 
     path = tmp_path / "new.duckdb"
-    path.write_bytes(b"\0" * 100)  # a creator's header, not yet written in full
+    path.write_bytes(b"\0" * unwritten)  # a creator's header, not yet written in full
     ready = tmp_path / "ready.duckdb"
     duckdb.connect(str(ready)).close()
 
@@ -740,7 +742,7 @@ def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path) 
         close_connection(con, str(path), owner)
 
     garbage = tmp_path / "garbage.duckdb"
-    garbage.write_bytes(b"\0" * 100)
+    garbage.write_bytes(b"\0" * unwritten)
     old = time.time() - 60
     os.utime(garbage, (old, old))
     started = time.monotonic()

@@ -152,4 +152,4 @@ def test_bare_wheel_in_a_fresh_venv_runs_the_demo_and_a_generated_project(tmp_pa
     tests = subprocess.run([str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                            cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    assert "7 passed" in tests.stdout, tests.stdout[-2000:]
+    assert "8 passed" in tests.stdout, tests.stdout[-2000:]

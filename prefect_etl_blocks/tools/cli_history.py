@@ -38,7 +38,7 @@ def print_history(
         print(json.dumps(history.to_dicts(), indent=2, default=_json_value))
     elif wide:
         # Every column, and load ids in full: the ledger is read to find one load.
-        with pl.Config(tbl_cols=-1, tbl_rows=-1, fmt_str_lengths=48, tbl_width_chars=400):
+        with pl.Config(tbl_cols=-1, tbl_rows=-1, fmt_str_lengths=48, tbl_width_chars=65_000):
             print(history)
     else:
         width = shutil.get_terminal_size((HISTORY_WIDTH, 24)).columns

@@ -155,20 +155,28 @@ def connect_waiting(
 #: DuckDB's file header: three 4 KiB blocks, written by the process that creates the file.
 _HEADER_BYTES = 3 * 4096
 _NOT_A_DATABASE = "not a valid DuckDB database file"
+#: Where DuckDB's main header keeps its magic bytes (after an 8-byte checksum).
+_MAGIC, _MAGIC_START, _MAGIC_END = b"DUCK", 8, 12
 
 
 def _being_created(path: str, exc: BaseException) -> bool:
     """Whether ``exc`` says ``path`` is not a database because another process is creating
     it: several processes opening a new file at once, one of them still writing the header.
-    Such a file is shorter than the header and was written moments ago; an old or complete
-    file that is not a database fails at once."""
+    Such a file was written moments ago and is shorter than the header, or has the header's
+    room but not yet its magic bytes (``DUCK`` after the 8-byte checksum: the room may be
+    allocated before it is written); an old or complete file that is not a database fails at
+    once."""
     if _NOT_A_DATABASE not in str(exc):
         return False
     try:
         info = os.stat(path)
+        with open(path, "rb") as f:
+            magic = f.read(_MAGIC_END)[_MAGIC_START:]
     except OSError:
         return True  # gone again: the creator rolled back; opening anew creates it
-    return info.st_size < _HEADER_BYTES and time.time() - info.st_mtime < 10
+    if time.time() - info.st_mtime >= 10:
+        return False
+    return info.st_size < _HEADER_BYTES or magic != _MAGIC
 
 
 def close_connection(con: duckdb.DuckDBPyConnection, path: str | None, owner: Any) -> None:

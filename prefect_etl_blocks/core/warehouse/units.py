@@ -7,15 +7,24 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import duckdb
 
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.loading.engine import LoadResult
 
-if TYPE_CHECKING:
-    from prefect_etl_blocks.core.warehouse.session import Session, Work
+#: One load's work on a connection, given the target (as :data:`session.Work`).
+Work = Callable[[duckdb.DuckDBPyConnection, str], LoadResult]
+
+
+class Owner(Protocol):
+    """What a unit needs of the :class:`~prefect_etl_blocks.core.warehouse.session.Session`
+    that opens it (seen through this protocol, so the two modules do not import each other)."""
+
+    backend: Any
+    lock: Any
+    connection: duckdb.DuckDBPyConnection | None
 
 __all__ = ["Unit"]
 
@@ -31,7 +40,7 @@ class Unit:
     undone alone, and the unit can then only roll back.
     """
 
-    def __init__(self, session: Session, label: str) -> None:
+    def __init__(self, session: Owner, label: str) -> None:
         self.backend = session.backend
         self.label = label
         self.lock = threading.RLock()
