@@ -7,6 +7,7 @@ test runs in both."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import polars as pl
@@ -170,7 +171,13 @@ def test_a_retried_load_records_the_attempt_that_committed_and_rolls_back_to_jus
     assert lake.fetch_all(f"SELECT count(*) FROM daily AT (VERSION => {rival_commit}) WHERE day = 'd0'") == [(0,)]
     assert lake.fetch_all("SELECT day, qty FROM daily ORDER BY ALL") == [("d1", 2), ("d1", 3)]
     # The load's event, and the rollback's, carry the snapshot each committed.
-    payloads = {e.payload["load_id"]: e.payload for e in _events(asset_key(lake.database_path, "daily"), SUCCEEDED, 2)}
+    # Other tests' lakes are keyed alike (duckdb://lake/...): wait for these two loads' events.
+    deadline = time.monotonic() + 60
+    while True:
+        payloads = {e.payload["load_id"]: e.payload for e in _events(asset_key(lake.database_path, "daily"), SUCCEEDED, 2)}
+        if {load.load_id, undo.load_id} <= set(payloads) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert payloads[load.load_id]["snapshot_id"] == load.snapshot_id
     assert (payloads[undo.load_id]["strategy"], payloads[undo.load_id]["snapshot_id"]) == ("rollback", undo.snapshot_id)
 

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def test_a_load_in_a_flow_emits_a_materialization_with_its_metadata(tmp_path: Pa
     data = tmp_path / "in"
     data.mkdir()
     pl.DataFrame({"id": [1, 2]}).write_parquet(data / "a.parquet")
-    db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
+    db = DuckDBConnection(database=str(tmp_path / f"wh_{uuid.uuid4().hex[:8]}.duckdb"))  # a key of its own
 
     @flow
     def nightly() -> str:
@@ -106,7 +107,7 @@ def test_a_load_in_a_flow_emits_a_materialization_with_its_metadata(tmp_path: Pa
 
 
 def test_a_failed_load_emits_a_failure_event(tmp_path: Path) -> None:
-    db = DuckDBConnection(database=str(tmp_path / "wh.duckdb"))
+    db = DuckDBConnection(database=str(tmp_path / f"wh_{uuid.uuid4().hex[:8]}.duckdb"))  # a key of its own
 
     @flow
     def nightly() -> None:
@@ -298,7 +299,10 @@ def test_a_parquet_load_names_its_source_as_materialize_does(tmp_path: Path) -> 
     data = tmp_path / "raw orders"  # a space: the key escapes it
     (data / "day=1").mkdir(parents=True)
     pl.DataFrame({"id": [1, 2], "qty": [3.5, 4.0]}).write_parquet(data / "day=1" / "a.parquet")
-    db = DuckDBConnection(database=str(tmp_path / "shop.duckdb"))
+    # A catalog name of its own: keys no longer hold the file's path, and the harness's server
+    # keeps every test's events, so another "shop" file's loads would share these keys.
+    shop = f"shop_{uuid.uuid4().hex[:8]}"
+    db = DuckDBConnection(database=str(tmp_path / f"{shop}.duckdb"))
     source = ParquetSource(path=f"{data}/day=*/*.parquet")
     source_key_ = source_asset_key(source)
     assert source_key_ == "file://" + str(data).replace(" ", "~20")
@@ -312,7 +316,7 @@ def test_a_parquet_load_names_its_source_as_materialize_does(tmp_path: Path) -> 
     def by_prefect() -> None:
         add_asset_metadata(reference, {"rows": 2})
 
-    @materialize("duckdb://shop/main/report")
+    @materialize(f"duckdb://{shop}/main/report")
     def report(loaded: Any) -> None:
         """Downstream of the load: Prefect relates the loaded table as its upstream asset."""
 
@@ -341,9 +345,9 @@ def test_a_parquet_load_names_its_source_as_materialize_does(tmp_path: Path) -> 
     assert (payload["rows"], payload["row_count"]) == (2, 2)
     assert payload["schema"] == {"id": "BIGINT", "qty": "DOUBLE", "day": "BIGINT"}  # hive column too
     assert payload["database"] == db.database_path == ours.resource["prefect-etl-blocks.database"]
-    assert ours.resource["prefect.asset.url"] == (tmp_path / "shop.duckdb").as_uri()
-    assert table_key_ == "duckdb://shop/raw/orders"
-    [downstream] = _events("duckdb://shop/main/report", SUCCEEDED, 1)
+    assert ours.resource["prefect.asset.url"] == (tmp_path / f"{shop}.duckdb").as_uri()
+    assert table_key_ == f"duckdb://{shop}/raw/orders"
+    [downstream] = _events(f"duckdb://{shop}/main/report", SUCCEEDED, 1)
     assert [r.id for r in downstream.related if r.role == "asset"] == [table_key_]
 
 

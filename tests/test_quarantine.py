@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import textwrap
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -461,7 +462,7 @@ def test_in_a_run_the_load_publishes_its_quarantine_artifact_and_event(tmp_path:
     from prefect_etl_blocks.tasks import load_to_duckdb
     from tests.test_lineage import _events
 
-    db = _db(tmp_path)
+    db = _db(tmp_path, f"w_{uuid.uuid4().hex[:8]}.duckdb")  # an asset key no other test's loads share
     hostile = ORDERS.with_columns(status=pl.Series(["new", "<img src=x onerror=alert(1)>|`x`\n#", "paid", "paid", "new"]))
     many = pl.DataFrame({"id": [None] * 25, "status": ["new"] * 25, "qty": list(range(25))})
 
