@@ -74,6 +74,11 @@ class CheckResult:
     def passed(self) -> bool:
         return self.failing == 0
 
+    @property
+    def outcome(self) -> str:
+        """``passed`` or ``<n> failing``, as the ledger, the reports and the log say it."""
+        return "passed" if self.passed else f"{self.failing} failing"
+
 
 class Check:
     """Base class of the built-in checks: a ``name``, a ``scope`` and :meth:`evaluate`."""

@@ -137,7 +137,7 @@ def load_report(
                 {
                     "check": [c.name for c in result.checks],
                     "on": [c.scope for c in result.checks],
-                    "result": ["passed" if c.passed else f"{c.failing} failing" for c in result.checks],
+                    "result": [c.outcome for c in result.checks],
                 }
             )
             parts += ["## Checks", _markdown_table(checks)]
@@ -331,7 +331,7 @@ def _report_dry_run(
         table, result.mode, connection.database_path, would, changes,
         f"; would have {result.created_note}" if result.created_note else "",
     )
-    checks = "; ".join(f"{c.name}: {'passed' if c.passed else f'{c.failing} failing'}" for c in result.checks)
+    checks = "; ".join(f"{c.name}: {c.outcome}" for c in result.checks)
     create_markdown_artifact(
         markdown="\n\n".join([
             f"# Dry run of a load into `{table}`",

@@ -344,7 +344,7 @@ def record(
             entry.cursor_from,
             entry.cursor_to,
             list(schema_changes),
-            [f"{c.name}: {'passed' if c.passed else f'{c.failing} failing'}" for c in checks],
+            [f"{c.name}: {c.outcome}" for c in checks],
             flow_id,
             task_id,
             entry.started_at,
