@@ -542,7 +542,7 @@ def test_lake_table_spellings_and_state_from_the_previous_version_name_one_table
         f"('lake.main.old', '{path}', {st.st_size}, '{st.st_mtime_ns}', NULL, 'l1', now()::TIMESTAMP)"
         for path, st in zip(relative, stats, strict=True)
     )
-    lake.execute(f"INSERT INTO _prefect_etl.files VALUES {rows}")
+    lake.execute(f"INSERT INTO _prefect_etl.files (table_name, path, size, version, footer_sha256, load_id, loaded_at) VALUES {rows}")
     assert lake.load_parquet(source, "old", incremental=True) == 0
     assert lake.fetch_one("SELECT count(*) FROM old") == (4,)
     assert set(lake.fetch_all("SELECT table_name FROM _prefect_etl.files")) == {("main.raw",), ("main.old",)}

@@ -8,23 +8,32 @@
 * A file rewritten between the listing and its footer read is recorded as it was read: the next
   run neither refuses it as changed nor loads it again; one rewritten after its footer was read
   is caught by the next run.
+* The stat key (device, inode, ctime): a file whose size, mtime and key are those recorded with
+  its footer is not opened again; an in-place rewrite that keeps size and mtime, a ``chmod``, a
+  file changed within the margin, an old manifest and ``content_check="always"`` all read the
+  footer; and over random file events the table equals the files on disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prefect_etl_blocks import DuckDBConnection, ParquetSource
 from prefect_etl_blocks.core import files as core_files
+from prefect_etl_blocks.core.errors import LoadConfigError, SchemaMismatchError
 from prefect_etl_blocks.core.files import local_footer_identities, parquet_footer_sha256
 from prefect_etl_blocks.core.listing import list_local, local_paths, unique_sorted
 from prefect_etl_blocks.core.loading import file_manifest
+from prefect_etl_blocks.core.loading.incremental_files import load_new_files
 
 
 def _parquet(path: Path, ids: list[int]) -> None:
@@ -89,25 +98,15 @@ def test_a_file_rewritten_after_listing_is_recorded_as_read(tmp_path: Path, monk
     source = ParquetSource(path=str(folder))
     assert db.load_parquet(source, "raw", incremental=True) == 2
     _parquet(folder / "b.parquet", [3])
-    listed = file_manifest.listed_identities
+    original = file_manifest.local_footer_stats
 
-    def rewrite_after_listing(src: object, content_check: bool) -> list[tuple]:
-        # The listing has happened when the footers are read; b.parquet changes right then.
-        original = core_files.local_footer_identities
+    def read(paths: list[str]) -> list[tuple]:
+        # The listing (and its stat of b.parquet) has happened when the footers are read, in
+        # the load's transaction; b.parquet changes right then.
+        _parquet(folder / "b.parquet", [3, 4, 5])
+        return original(paths)
 
-        def read(paths: list[str]) -> list[tuple]:
-            _parquet(folder / "b.parquet", [3, 4, 5])
-            return original(paths)
-
-        monkeypatch.setattr(file_manifest, "local_footer_identities", read)
-        try:
-            return listed(src, content_check)
-        finally:
-            monkeypatch.setattr(file_manifest, "local_footer_identities", original)
-
-    monkeypatch.setattr(
-        "prefect_etl_blocks.core.loading.incremental_files.listed_identities", rewrite_after_listing
-    )
+    monkeypatch.setattr(file_manifest, "local_footer_stats", read)
     assert db.load_parquet(source, "raw", incremental=True) == 3  # the file as it was read
     monkeypatch.undo()
     assert db.load_parquet(source, "raw", incremental=True) == 0  # not "changed", not loaded twice
@@ -121,14 +120,14 @@ def test_a_file_rewritten_after_its_footer_was_read_is_caught_next_run(tmp_path:
     source = ParquetSource(path=str(folder))
     db.load_parquet(source, "raw", incremental=True, lineage_column="_prefect_etl_file")
     _parquet(folder / "b.parquet", [2])
-    original = file_manifest.local_footer_identities
+    original = file_manifest.local_footer_stats
 
     def read_then_rewrite(paths: list[str]) -> list[tuple]:
         out = original(paths)
         _parquet(folder / "b.parquet", [2, 3])  # after its footer was hashed, before its rows are read
         return out
 
-    monkeypatch.setattr(file_manifest, "local_footer_identities", read_then_rewrite)
+    monkeypatch.setattr(file_manifest, "local_footer_stats", read_then_rewrite)
     db.load_parquet(source, "raw", incremental=True)
     monkeypatch.undo()
     db.load_parquet(source, "raw", incremental=True)  # sees b.parquet changed: replaces its rows
@@ -192,3 +191,289 @@ def test_upsert_joins_on_equality_only_when_the_data_has_no_null_key() -> None:
     result = db.load_frame(pl.DataFrame({"id": [None, 4], "v": [20, 40]}), "t", mode="upsert", keys="id", return_result=True)
     assert (result.inserted, result.updated) == (1, 1)
     assert db.fetch_all("SELECT id, v FROM t ORDER BY id NULLS FIRST") == [(None, 20), (1, 10), (3, 30), (4, 40)]
+
+
+# ----------------------------------------------------------------------------- the stat key
+# An incremental run reads a file's footer only when its size, mtime or stat key (device, inode,
+# ctime) moved since the footer was recorded. These tests shorten the "racily clean" margin
+# (core_files.RACY_NS) to 50 ms and wait it out, as files are old in production.
+SHORT = 50_000_000
+LIN = "_prefect_etl_file"
+
+
+def _wait_out_the_margin() -> None:
+    time.sleep(SHORT / 1e9 * 1.5)
+
+
+def _rows(path: Path, ids: list[int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pl.DataFrame({"id": ids, "v": [7] * len(ids)}, schema={"id": pl.Int64, "v": pl.Int64})
+    frame.write_parquet(path)
+
+
+def _rewrite_in_place(path: Path, ids: list[int], *, keep_mtime: bool) -> None:
+    """Overwrite ``path``'s bytes through its own inode (no new file), optionally setting its
+    mtime back: the rewrite a size-and-mtime check cannot see."""
+    before = os.stat(path)
+    scratch = path.with_suffix(".scratch")
+    _rows(scratch, ids)
+    data = scratch.read_bytes()
+    scratch.unlink()
+    with open(path, "r+b") as out:
+        out.write(data)
+        out.truncate()
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_ino == before.st_ino
+
+
+class _FooterReads:
+    """Counts the files whose footer a load opens (``file_manifest.local_footer_stats``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.paths: list[str] = []
+        original = file_manifest.local_footer_stats
+
+        def counted(paths: list[str]) -> list[tuple]:
+            self.paths += [os.path.basename(p) for p in paths]
+            return original(paths)
+
+        monkeypatch.setattr(file_manifest, "local_footer_stats", counted)
+
+    def take(self) -> list[str]:
+        out, self.paths = sorted(self.paths), []
+        return out
+
+
+def _manifest_keys(db: DuckDBConnection) -> dict[str, str | None]:
+    rows = db.fetch_all("SELECT path, stat_key FROM _prefect_etl.files ORDER BY path")
+    return {os.path.basename(p): k for p, k in rows}
+
+
+def test_a_file_unchanged_since_its_footer_was_recorded_is_not_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    folder = tmp_path / "data"
+    for name in ("a", "b", "c"):
+        _rows(folder / f"{name}.parquet", [ord(name)])
+    _wait_out_the_margin()
+    db = DuckDBConnection(database=str(tmp_path / "w.duckdb"))
+    source = ParquetSource(path=str(folder))
+    reads = _FooterReads(monkeypatch)
+    assert db.load_parquet(source, "raw", incremental=True) == 3
+    assert reads.take() == ["a.parquet", "b.parquet", "c.parquet"]
+    assert all(_manifest_keys(db).values())  # each recorded with its stat key
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == []  # nothing new: no file opened
+    _rows(folder / "d.parquet", [100])
+    # A margin no run outlasts: d.parquet is "racily clean" however slow the machine.
+    monkeypatch.setattr(core_files, "RACY_NS", 10**12)
+    assert db.load_parquet(source, "raw", incremental=True) == 1
+    assert reads.take() == ["d.parquet"]  # only the new one
+    assert _manifest_keys(db)["d.parquet"] is None  # read within the margin: no key
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == ["d.parquet"]  # so it is opened again, the others are not
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    _wait_out_the_margin()
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == ["d.parquet"]  # read once more, now old enough: its key is recorded
+    assert _manifest_keys(db)["d.parquet"] is not None
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == []
+
+
+def test_content_check_always_opens_every_file_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    folder = tmp_path / "data"
+    _rows(folder / "a.parquet", [1])
+    _rows(folder / "b.parquet", [2])
+    _wait_out_the_margin()
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    source = ParquetSource(path=str(folder))
+    reads = _FooterReads(monkeypatch)
+    assert load_new_files(con, source, "raw").inserted == 2
+    reads.take()
+    assert load_new_files(con, source, "raw", content_check="always").inserted == 0
+    assert reads.take() == ["a.parquet", "b.parquet"]
+    assert load_new_files(con, source, "raw").inserted == 0
+    assert reads.take() == []
+    with pytest.raises(LoadConfigError, match="content_check='sometimes'"):
+        load_new_files(con, source, "raw", content_check="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("keep_mtime", [True, False])
+def test_an_in_place_rewrite_of_an_old_file_is_caught_by_its_ctime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_mtime: bool
+) -> None:
+    """Same inode, same size, mtime set back: only the ctime moved, and the stat key holds it."""
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    folder = tmp_path / "data"
+    _rows(folder / "a.parquet", [1, 2, 3])
+    _rows(folder / "b.parquet", [9])
+    _wait_out_the_margin()
+    db = DuckDBConnection(database=str(tmp_path / "w.duckdb"))
+    source = ParquetSource(path=str(folder))
+    db.load_parquet(source, "raw", incremental=True, lineage_column=LIN)
+    assert all(_manifest_keys(db).values())
+    size = os.stat(folder / "a.parquet").st_size
+    _rewrite_in_place(folder / "a.parquet", [4, 5, 6], keep_mtime=keep_mtime)
+    assert os.stat(folder / "a.parquet").st_size == size
+    reads = _FooterReads(monkeypatch)
+    result = db.load_parquet(source, "raw", incremental=True, return_result=True)
+    assert reads.take() == ["a.parquet"]
+    assert (result.inserted, result.deleted) == (3, 3)
+    assert sorted(db.query("SELECT id FROM raw")["id"].to_list()) == [4, 5, 6, 9]
+
+
+def test_a_chmod_reads_the_footer_again_and_loads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    folder = tmp_path / "data"
+    _rows(folder / "a.parquet", [1])
+    _wait_out_the_margin()
+    db = DuckDBConnection(database=str(tmp_path / "w.duckdb"))
+    source = ParquetSource(path=str(folder))
+    db.load_parquet(source, "raw", incremental=True)
+    key = _manifest_keys(db)["a.parquet"]
+    os.chmod(folder / "a.parquet", 0o600)  # moves the ctime, not the content
+    _wait_out_the_margin()
+    reads = _FooterReads(monkeypatch)
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == ["a.parquet"]
+    assert _manifest_keys(db)["a.parquet"] not in (None, key)  # the new key is recorded
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == []
+
+
+def test_an_old_manifest_gets_its_stat_key_column_on_the_first_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    folder = tmp_path / "data"
+    _rows(folder / "a.parquet", [1])
+    _wait_out_the_margin()
+    path = str(tmp_path / "w.duckdb")
+    source = ParquetSource(path=str(folder))
+    DuckDBConnection(database=path).load_parquet(source, "raw", incremental=True)
+    with duckdb.connect(path) as con:  # the manifest as an earlier version left it
+        con.execute("ALTER TABLE _prefect_etl.files DROP COLUMN stat_key")
+    _rows(folder / "b.parquet", [2])
+    _wait_out_the_margin()
+    db = DuckDBConnection(database=path)
+    reads = _FooterReads(monkeypatch)
+    assert db.load_parquet(source, "raw", incremental=True) == 1
+    assert reads.take() == ["a.parquet", "b.parquet"]  # a had no key: opened once more
+    assert all(_manifest_keys(db).values())
+    assert db.load_parquet(source, "raw", incremental=True) == 0
+    assert reads.take() == []
+    assert sorted(db.query("SELECT id FROM raw")["id"].to_list()) == [1, 2]
+
+
+def test_stat_key_vouches_only_for_files_older_than_the_margin(tmp_path: Path) -> None:
+    _rows(tmp_path / "a.parquet", [1])
+    info = os.stat(tmp_path / "a.parquet")
+    at = info.st_ctime_ns + core_files.RACY_NS
+    assert core_files.stat_key(info, at - 1) is None  # changed less than RACY_NS ago: not yet
+    assert core_files.stat_key(info, at) == f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}"
+    assert core_files.stat_key(info, info.st_ctime_ns - 10**9) is None  # a ctime in the future
+
+
+EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(1, 3)),
+        st.tuples(st.just("rewrite"), st.integers(0, 9), st.integers(1, 3)),
+        st.tuples(st.just("rewrite_in_place"), st.integers(0, 9), st.booleans()),
+        st.tuples(st.just("chmod"), st.integers(0, 9)),
+        st.tuples(st.just("delete"), st.integers(0, 9)),
+        st.tuples(st.just("wait")),
+        st.tuples(st.just("run")),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=EVENTS)
+def test_property_with_stat_keys_the_table_equals_the_files_on_disk(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, events: list
+) -> None:
+    """Random file events, waits past the margin (so stat keys are trusted) and runs: after each
+    run the table holds exactly the rows of the files on disk, each once."""
+    monkeypatch.setattr(core_files, "RACY_NS", SHORT)
+    root = tmp_path_factory.mktemp("stat")
+    folder = root / "in"
+    _rows(folder / "seed.parquet", [-1])
+    db = DuckDBConnection(database=str(root / "wh.duckdb"))
+    source = ParquetSource(path=str(folder))
+    counter = iter(range(10**6))
+    for event in [*events, ("wait",), ("run",)]:
+        files = sorted(folder.glob("*.parquet"))
+        kind = event[0]
+        if kind == "add":
+            _rows(folder / f"f{next(counter):04}.parquet", [next(counter) for _ in range(event[1])])
+        elif kind == "rewrite" and files:
+            _rows(files[event[1] % len(files)], [next(counter) for _ in range(event[2])])
+        elif kind == "rewrite_in_place" and files:
+            target = files[event[1] % len(files)]
+            n = pl.read_parquet(target).height  # same row count: usually the same size
+            _rewrite_in_place(target, [next(counter) for _ in range(n)], keep_mtime=event[2])
+        elif kind == "chmod" and files:
+            os.chmod(files[event[1] % len(files)], 0o600 if next(counter) % 2 else 0o644)
+        elif kind == "delete" and len(files) > 1:
+            files[event[1] % len(files)].unlink()
+        elif kind == "wait":
+            _wait_out_the_margin()
+        elif kind == "run":
+            db.load_parquet(source, "raw", incremental=True, lineage_column=LIN, on_missing_file="delete")
+            expected = sorted(
+                (i, str(f)) for f in sorted(folder.glob("*.parquet")) for i in pl.read_parquet(f)["id"].to_list()
+            )
+            assert sorted(db.fetch_all(f'SELECT id, "{LIN}" FROM raw')) == expected
+
+
+NAMES = st.text(alphabet=st.sampled_from("aZ_.é İ1"), min_size=1, max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(schema=NAMES, name=NAMES, catalog=NAMES, other=NAMES, shape=st.integers(0, 4))
+def test_the_old_key_check_matches_the_migrations_own_predicate(
+    schema: str, name: str, catalog: str, other: str, shape: int
+) -> None:
+    """``migrate_keys`` reads the distinct keys and picks old ones in Python; that test must say
+    exactly what the SQL predicate its renames use says, for any spelling of any key."""
+    from prefect_etl_blocks.core.loading import ledger
+
+    ref = ledger.TableRef(catalog, schema, name)
+    keys = [
+        f"{catalog}.{schema}.{name}".casefold(), f"{other}.{schema}.{name}".casefold(),
+        f"{schema}.{name}", ref.key, f"{other}.{ref.key}",
+    ]
+    key = keys[shape]
+    where, params = ledger._old_key_sql(ref)
+    con = duckdb.connect()
+    in_sql = con.execute(f"SELECT {where} FROM (SELECT ?::VARCHAR AS table_name)", [*params, key]).fetchall()[0][0]
+    assert ledger._is_old_key(ref, key) == (bool(in_sql) and key != ref.key)
+
+
+def test_a_corrupt_new_file_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    """New files' footers are parsed by the scan itself (once) unless the source declares an
+    ``expected_schema``; a footer the scan cannot read still fails the load with an error naming
+    the file, and the table, manifest and ledger stay as they were."""
+    from prefect_etl_blocks.core.errors import CorruptParquetError
+
+    folder = tmp_path / "data"
+    _rows(folder / "a.parquet", [1, 2])
+    db = DuckDBConnection(database=str(tmp_path / "w.duckdb"))
+    source = ParquetSource(path=str(folder))
+    db.load_parquet(source, "raw", incremental=True)
+    data = bytearray((folder / "a.parquet").read_bytes())
+    length = int.from_bytes(data[-8:-4], "little")
+    data[-8 - length : -8] = b"\xab" * length  # the footer garbled; its length and magic intact
+    _rows(folder / "b.parquet", [3])
+    (folder / "c.parquet").write_bytes(bytes(data))
+    _rows(folder / "d.parquet", [4])
+    with pytest.raises(CorruptParquetError, match=r"c\.parquet is not a readable Parquet file"):
+        db.load_parquet(source, "raw", incremental=True)
+    assert db.fetch_all("SELECT count(*) FROM raw") == [(2,)]
+    assert db.fetch_all("SELECT count(*) FROM _prefect_etl.files") == [(1,)]
+    assert db.load_history("raw").height == 1
+    typed = ParquetSource(path=str(folder / "[abd].parquet"), expected_schema={"id": "Int32"})
+    with pytest.raises(SchemaMismatchError, match="expected Int32"):  # still checked per file
+        db.load_parquet(typed, "raw", incremental=True)

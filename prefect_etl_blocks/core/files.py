@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 
 from prefect_etl_blocks.core.errors import CorruptParquetError, SourceNotFoundError
@@ -93,15 +94,64 @@ def local_footer_identities(paths: Sequence[str]) -> list[tuple[int, str, str]]:
     meanwhile: a later rewrite changes size or mtime, and the next run sees it. Same errors
     as :func:`parquet_footer_sha256`.
     """
+    return [ident[:3] for ident in local_footer_stats(paths)]
+
+
+def local_footer_stats(paths: Sequence[str]) -> list[tuple[int, str, str, str | None]]:
+    """:func:`local_footer_identities` plus each file's :func:`stat_key` (``None`` for a file
+    changed too recently for its key to be trusted), all from one open descriptor per file."""
     out = []
     for name in paths:
         fd = _open(name)
         try:
             info = os.fstat(fd)
-            out.append((info.st_size, str(info.st_mtime_ns), _footer_sha256(fd, name, info.st_size)))
+            footer = _footer_sha256(fd, name, info.st_size)
+            out.append((info.st_size, str(info.st_mtime_ns), footer, stat_key(info, time.time_ns())))
         finally:
             os.close(fd)
     return out
+
+
+#: How long ago a file must have last changed (its ctime) for :func:`stat_key` to vouch for it:
+#: more than the file system's timestamp granularity (a kernel tick; FAT's 2 s) and the clock
+#: skew between an NFS client and its server. A file changed more recently may change again
+#: within the same timestamp, so its footer is read again on the next run (git's "racily
+#: clean" entries are handled the same way).
+RACY_NS = 3_000_000_000
+#: Windows' ``st_ctime`` is the creation time, which a rewrite in place does not change.
+_CTIME_IS_CHANGE_TIME = os.name != "nt"
+
+
+def stat_key(info: os.stat_result, now_ns: int) -> str | None:
+    """A key that changes whenever the file's content may have: device, inode and ctime.
+
+    On POSIX file systems every write, truncation or rename onto the path sets the file's
+    ctime to the current time, and no call sets it back (``os.utime`` sets mtime, and itself
+    updates ctime). So a file whose key, size and mtime are those recorded with its footer
+    still has that footer, and need not be read again: that is how an incremental run with
+    nothing new avoids opening every file. ``None`` (read the footer) when the file changed
+    less than :data:`RACY_NS` before ``now_ns`` (as a same-tick rewrite would keep its
+    ctime), and on Windows.
+
+    Example:
+        ```python
+        import os
+        import time
+
+        import polars as pl
+
+        from prefect_etl_blocks.core.files import RACY_NS, stat_key
+
+        pl.DataFrame({"a": [1]}).write_parquet("k.parquet")
+        info = os.stat("k.parquet")
+        assert stat_key(info, time.time_ns()) is None  # just written: not vouched for yet
+        later = info.st_ctime_ns + RACY_NS + 1
+        assert stat_key(info, later) == stat_key(os.stat("k.parquet"), later)
+        ```
+    """
+    if not _CTIME_IS_CHANGE_TIME or info.st_ctime_ns > now_ns - RACY_NS:
+        return None
+    return f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}"
 
 
 def _open(name: str) -> int:
@@ -164,4 +214,12 @@ def _seek_read(fd: int, count: int, offset: int) -> bytes:
     return os.read(fd, count)
 
 
-__all__ = ["local_footer_identities", "local_identity", "parquet_footer_sha256", "s3_identity"]
+__all__ = [
+    "RACY_NS",
+    "local_footer_identities",
+    "local_footer_stats",
+    "local_identity",
+    "parquet_footer_sha256",
+    "s3_identity",
+    "stat_key",
+]

@@ -96,6 +96,13 @@ class Probe:
     state_tables: int
     #: The ledger's (``_prefect_etl.loads``) column count, ``None`` without a ledger.
     loads_columns: int | None
+    #: The manifest's (``_prefect_etl.files``) column count, ``None`` without one.
+    files_columns: int | None = None
+
+    @property
+    def state_is_current(self) -> bool:
+        """Whether the state needs nothing from ``ensure_state`` but the key migration."""
+        return ledger.state_is_current(self.state_tables, self.loads_columns, self.files_columns)
 
 
 def probe(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe:
@@ -104,20 +111,23 @@ def probe(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe:
     gives them), and the state tables of catalog ``parts[0]``, in one catalog query instead of
     one each. Ask it inside the load's transaction, as those functions are."""
     catalog, schema, name = parts
-    # One pass over duckdb_tables() of the one catalog: each scan costs more than the query
-    # around it, and without the catalog filter it also lists the system catalogs (about 5 ms
-    # on a fresh connection).
-    row = _first(con.execute(
-        "SELECT (SELECT count(*) FROM duckdb_schemas() WHERE lower(schema_name) = lower($schema) "
-        "AND lower(database_name) = lower($catalog)), "
-        "count(*) FILTER (WHERE lower(table_name) = lower($name) AND lower(schema_name) = lower($schema) "
-        "AND lower(database_name) = lower($catalog)), "
-        "count(*) FILTER (WHERE schema_name = $state AND database_name = $catalog), "
-        "max(column_count) FILTER (WHERE schema_name = $state AND database_name = $catalog "
-        "AND table_name = 'loads') FROM duckdb_tables() WHERE lower(database_name) = lower($catalog)",
+    # One pass over duckdb_tables() of the one catalog, returning the few rows that matter (the
+    # state tables and the target): each scan costs more than the query around it, and
+    # aggregating in SQL, or asking duckdb_schemas() in the same query, costs more than reading
+    # them here. The schema is asked about only when the table is not there.
+    rows = con.execute(
+        "SELECT schema_name, table_name, column_count FROM duckdb_tables() WHERE "
+        "lower(database_name) = lower($catalog) AND (schema_name = $state OR "
+        "(lower(table_name) = lower($name) AND lower(schema_name) = lower($schema)))",
         {"catalog": catalog, "schema": schema, "name": name, "state": ledger.STATE_SCHEMA},
-    ).fetchall())
-    return Probe(row[0] > 0, row[1] > 0, int(row[2]), None if row[3] is None else int(row[3]))
+    ).fetchall()
+    state = {table: columns for owner, table, columns in rows if owner == ledger.STATE_SCHEMA}
+    # Every other row is the target, matched by DuckDB's lower() (loads into the state schema
+    # are refused before any probe).
+    found = any(owner != ledger.STATE_SCHEMA for owner, _, _ in rows)
+    return Probe(
+        found or schema_exists(con, parts), found, len(state), state.get("loads"), state.get("files")
+    )
 
 
 def is_plain(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:

@@ -39,6 +39,7 @@ from prefect_etl_blocks.core.loading import ledger, quarantine, strategies
 from prefect_etl_blocks.core.loading.audit import run_checks
 from prefect_etl_blocks.core.loading.boundary import classify_load_error
 from prefect_etl_blocks.core.loading.catalog import (
+    Probe,
     is_plain,
     missing_table_message,
     probe,
@@ -186,17 +187,20 @@ def load_with(
     options: LoadOptions,
     ledger_entry: ledger.LedgerEntry | None = None,
     ref: ledger.TableRef | None = None,
+    found: Probe | None = None,
 ) -> LoadResult:
     """:func:`load` with its options already built (the path every block and incremental load
     takes): plan, then one transaction that writes, checks and records, then the result.
     ``ref``: ``table`` as :func:`ledger.resolve` resolved it on ``con`` (an incremental load
-    resolved it already), not resolved again."""
+    resolved it already), not resolved again. ``found``: what :func:`probe` answered for it
+    inside the caller's open transaction (an incremental load asked already), which the load
+    then joins without asking again."""
     started = time.perf_counter()
     plan = _plan(con, source, table, options, ref)
     entry = ledger_entry or ledger.LedgerEntry()
     try:
-        with transaction(con):
-            exists, schema_created, counts, results, report = _write(con, plan, options, entry)
+        with transaction(con, _joined if found is not None else None):
+            exists, schema_created, counts, results, report = _write(con, plan, options, entry, found)
     except PrefectETLBlocksError:
         raise
     except Exception as exc:
@@ -261,21 +265,27 @@ def _plan(
     return _Plan(table, written, parts, src, t, check_list, ref)
 
 
+def _joined(con: duckdb.DuckDBPyConnection) -> bool:
+    """The caller said it holds the transaction open (it passed its :func:`probe`)."""
+    return True
+
+
 def _write(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, options: LoadOptions, entry: ledger.LedgerEntry
+    con: duckdb.DuckDBPyConnection, plan: _Plan, options: LoadOptions, entry: ledger.LedgerEntry,
+    found: Probe | None = None,
 ) -> tuple[bool, bool, strategies.Counts, list[CheckResult], QuarantineReport | None]:
     """The load's transaction body: the schema, the quarantine, the strategy, the checks, the
     ledger row. Returns whether the table existed, whether its schema was created, counts,
     checks and what was quarantined."""
     con_parts, table, t = plan.parts, plan.table, plan.target
-    found = probe(con, con_parts)  # schema, table and ledger, in one catalog query
+    found = found or probe(con, con_parts)  # schema, table and ledger, in one catalog query
     if options.create == "never" and not found.table_exists:
         raise LoadConfigError(missing_table_message(con, plan.written, table))
     schema_created = not found.schema_exists
     if schema_created:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {'.'.join(quote_identifier(p) for p in con_parts[:-1])}").fetchall()
     exists = found.table_exists
-    state = plan.ref.state if ledger.state_is_current(found.state_tables, found.loads_columns) else None
+    state = plan.ref.state if found.state_is_current else None
     if t.mode == "fail" and exists:
         raise LoadConfigError(
             f'Table "{table}" already exists. Use mode="replace" to replace it or '

@@ -6,45 +6,113 @@ recorded by earlier versions renamed to their identity).
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Literal
 
 import duckdb
 
-from prefect_etl_blocks.core.files import local_footer_identities, local_identity, s3_identity
+from prefect_etl_blocks.core.errors import SourceNotFoundError
+from prefect_etl_blocks.core.files import local_footer_stats, local_identity, s3_identity
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
 
+#: ``True``: compare local files' footers, reading those whose stat key moved; ``"always"``:
+#: read every footer on every run; ``False``: size and mtime only.
+ContentCheck = bool | Literal["always"]
 
-def identities(source: Any, files: list[Any], content_check: bool) -> list[tuple]:
-    """``(path, size, version, footer_sha256)`` of every listed file.
 
-    With ``content_check`` on local files, size, version (mtime) and footer are taken from
-    one open descriptor per file (:func:`local_footer_identities`), so the three always describe
-    one version of the file, even one rewritten after it was listed."""
+def identities(source: Any, files: list[Any], content_check: ContentCheck) -> list[tuple]:
+    """``(path, size, version, footer_sha256, stat_key)`` of every listed file, each footer read.
+
+    With ``content_check`` on local files, size, version (mtime), footer and stat key are taken
+    from one open descriptor per file (:func:`local_footer_stats`), so they always describe one
+    version of the file, even one rewritten after it was listed."""
     if content_check and not source.is_remote:
-        paths = [f.path for f in files]
-        return [(p, *ident) for p, ident in zip(paths, local_footer_identities(paths), strict=True)]
-    return [(f.path, int(f.size), str(f.version), None) for f in files]
+        return _read([f.path for f in files])
+    return [(f.path, int(f.size), str(f.version), None, None) for f in files]
 
 
-def listed_identities(source: Any, content_check: bool) -> list[tuple]:
-    """List ``source`` and return :func:`identities` of its files. A local source that can
-    list its paths alone (``list_paths``, as ``ParquetSource`` does) is listed without a
-    ``stat`` per file when the footers are read anyway: size and mtime then come from the
-    descriptor each footer is read from."""
+def _read(paths: list[str]) -> list[tuple]:
+    return [(p, *ident) for p, ident in zip(paths, local_footer_stats(paths), strict=True)]
+
+
+def listed(source: Any, content_check: ContentCheck) -> list[tuple]:
+    """List ``source`` (outside the load's transaction). Local files whose footer may be
+    needed come back as ``(path, os.stat_result)``, for :func:`current_identities` to hold
+    against the manifest; other files as finished identities (see :func:`identities`).
+
+    A local source that can list its paths alone (``list_paths``, as ``ParquetSource`` does)
+    is walked without the listing's own ``stat`` per file: one ``stat`` per path follows."""
+    if not content_check or source.is_remote:
+        return identities(source, source.list_files(), content_check)
     list_paths = getattr(source, "list_paths", None)
-    if content_check and not source.is_remote and callable(list_paths):
-        paths = list_paths()
-        return [(p, *ident) for p, ident in zip(paths, local_footer_identities(paths), strict=True)]
-    return identities(source, source.list_files(), content_check)
+    paths = list_paths() if callable(list_paths) else [f.path for f in source.list_files()]
+    if content_check == "always":
+        return _read(paths)
+    out = []
+    for path in paths:
+        try:
+            out.append((path, os.stat(path)))
+        except FileNotFoundError as exc:
+            raise SourceNotFoundError(
+                f"Parquet file {path!r} disappeared while the source was being listed. Run the "
+                "load again once the files stopped changing."
+            ) from exc
+    return out
+
+
+def listed_identities(source: Any, content_check: ContentCheck) -> list[tuple]:
+    """:func:`listed` with every footer read: :func:`identities` of all files of ``source``."""
+    return current_identities(listed(source, content_check), {})[0]
+
+
+def current_identities(listing: list[tuple], known: dict[str, tuple]) -> tuple[list[tuple], list[tuple]]:
+    """``(path, size, version, footer_sha256, stat_key)`` of each file of ``listing`` (from
+    :func:`listed`), against the manifest ``known`` (from :func:`read_manifest`), and the ones
+    among them that were not vouched for (in listing order): only those can be new, changed,
+    or need their manifest row brought up to date.
+
+    A file whose size, mtime and :func:`~prefect_etl_blocks.core.files.stat_key` are the ones
+    recorded with its footer still has that footer: it is not opened. Every other file (new,
+    changed, recorded without a key, or changed too recently for a key) is opened and its footer
+    read, as :func:`identities` does. Call it inside the load's transaction, so ``known`` is
+    the manifest the load is checked against."""
+    out: list[tuple | None] = []
+    to_read: list[tuple[int, str]] = []
+    for path, *rest in listing:
+        if len(rest) != 1:  # a finished identity
+            out.append((path, *rest))
+            to_read.append((len(out) - 1, ""))
+            continue
+        info = rest[0]
+        recorded = known.get(path)
+        if (
+            recorded is not None
+            and recorded[3] is not None
+            and recorded[2] is not None
+            and recorded[0] == info.st_size
+            and recorded[1] == str(info.st_mtime_ns)
+            and recorded[3] == f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}"
+        ):
+            out.append((path, *recorded))
+        else:
+            to_read.append((len(out), path))
+            out.append(None)
+    opened = _read([p for _, p in to_read if p])
+    read = iter(opened)
+    for at, path in to_read:
+        if path:
+            out[at] = next(read)
+    return out, [out[at] for at, _ in to_read]  # type: ignore[misc]
 
 
 def unchanged(recorded: tuple | None, now: tuple) -> bool:
-    """Whether a file recorded as ``(size, version, footer)`` is ``now`` (``path, size,
-    version, footer``) unchanged. A footer is compared only when both sides have one: loading
-    with ``content_check`` on once and off once (or the reverse) never makes a file "changed"."""
+    """Whether a file recorded as ``(size, version, footer, stat_key)`` is ``now`` (``path,
+    size, version, footer, stat_key``) unchanged. A footer is compared only when both sides have
+    one: loading with ``content_check`` on once and off once (or the reverse) never makes a file
+    "changed". The stat key says when a footer must be read, never that a file changed."""
     if recorded is None:
         return False
-    size, version, footer = recorded
+    size, version, footer = recorded[:3]
     if (size, version) != (now[1], now[2]):
         return False
     return footer is None or now[3] is None or footer == now[3]
@@ -54,14 +122,21 @@ def add_footers(
     con: duckdb.DuckDBPyConnection, state: str, key: str, known: dict[str, tuple], current: list[tuple]
 ) -> None:
     """Record the footer of unchanged files recorded without one (loaded with
-    ``content_check=False``), so that a later rewrite keeping size and mtime is caught."""
-    missing = [f for f in current if f[3] is not None and f[0] in known and known[f[0]][2] is None
-               and unchanged(known[f[0]], f)]
-    if missing:
+    ``content_check=False``), so that a later rewrite keeping size and mtime is caught, and the
+    stat key of unchanged files whose key is missing or moved (a file changed too recently
+    when it was read, a ``chmod``, a copy back in place), so the next run need not open them."""
+    stale = [
+        f for f in current
+        if f[0] in known and unchanged(known[f[0]], f)
+        and ((f[3] is not None and known[f[0]][2] is None) or (f[4] is not None and f[4] != known[f[0]][3]))
+    ]
+    if stale:
         con.execute(
-            f"UPDATE {state}.files AS f SET footer_sha256 = m.footer FROM (SELECT unnest(?::VARCHAR[]) "
-            "AS path, unnest(?::VARCHAR[]) AS footer) AS m WHERE f.table_name = ? AND f.path = m.path",
-            [[f[0] for f in missing], [f[3] for f in missing], key],
+            f"UPDATE {state}.files AS f SET footer_sha256 = coalesce(f.footer_sha256, m.footer), "
+            "stat_key = coalesce(m.stat_key, f.stat_key) FROM (SELECT unnest(?::VARCHAR[]) AS path, "
+            "unnest(?::VARCHAR[]) AS footer, unnest(?::VARCHAR[]) AS stat_key) AS m "
+            "WHERE f.table_name = ? AND f.path = m.path",
+            [[f[0] for f in stale], [f[3] for f in stale], [f[4] for f in stale], key],
         ).fetchall()
 
 
@@ -120,20 +195,24 @@ def migrate_paths(
 
 
 def read_manifest(con: duckdb.DuckDBPyConnection, state: str, key: str) -> dict[str, tuple]:
-    """The recorded files of the table ``key``: ``{path: (size, version, footer_sha256)}``."""
+    """The recorded files of the table ``key``: ``{path: (size, version, footer_sha256,
+    stat_key)}``."""
     return {
         row[0]: tuple(row[1:])
         for row in con.execute(
-            f"SELECT path, size, version, footer_sha256 FROM {state}.files WHERE table_name = ?",
+            f"SELECT path, size, version, footer_sha256, stat_key FROM {state}.files WHERE table_name = ?",
             [key],
         ).fetchall()
     }
 
 
 __all__ = [
+    "ContentCheck",
     "add_footers",
+    "current_identities",
     "file_identity",
     "identities",
+    "listed",
     "listed_identities",
     "migrate_paths",
     "read_manifest",

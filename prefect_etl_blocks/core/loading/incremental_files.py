@@ -10,7 +10,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import polars as pl
@@ -19,7 +19,7 @@ from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
 from prefect_etl_blocks.core.identifiers import split_table_name
 from prefect_etl_blocks.core.loading import ledger
-from prefect_etl_blocks.core.loading.catalog import probe
+from prefect_etl_blocks.core.loading.catalog import Probe, probe
 from prefect_etl_blocks.core.loading.connections import transaction
 from prefect_etl_blocks.core.loading.contracts import (
     OnSchemaChange,
@@ -29,7 +29,8 @@ from prefect_etl_blocks.core.loading.contracts import (
 from prefect_etl_blocks.core.loading.engine import LoadResult, load_with
 from prefect_etl_blocks.core.loading.file_manifest import (
     add_footers,
-    listed_identities,
+    current_identities,
+    listed,
     migrate_paths,
     read_manifest,
     unchanged,
@@ -51,9 +52,12 @@ def _file_source(
     rescannable: bool = False,
 ) -> Source:
     """A :class:`Source` over ``paths`` of ``source`` (its columns and filter applied) with the
-    lineage column last. Only the footers of ``paths`` are checked."""
-    for path in paths:
-        source._check_expected(source._file_schema(path), path, partial=True)
+    lineage column last. Only the footers of ``paths`` are checked: against the source's
+    ``expected_schema`` here; for readability by the scan itself, whose failure
+    :func:`_name_the_corrupt_file` turns into an error naming the file."""
+    if getattr(source, "expected_schema", None):
+        for path in paths:
+            source._check_expected(source._file_schema(path), path, partial=True)
     parsed = source.parsed_filter()
     if source.is_remote:
         frame = pl.scan_parquet(
@@ -101,6 +105,17 @@ def _file_source(
     return Source(names, f"ParquetSource {source.path!r}", register_local, in_memory=rescannable)
 
 
+def _name_the_corrupt_file(source: Any, paths: list[str]) -> None:
+    """After a failed read of ``paths``: raise the ``CorruptParquetError`` of the first one
+    that is not a readable Parquet file (naming it and how to fix it), if any is; else return,
+    and the caller raises the failure as it was. Run only when a load failed, so a load whose
+    scan succeeded does not parse every new footer twice."""
+    if source.is_remote:
+        return  # a remote read failed: its error already says whether a retry can help
+    for path in paths:
+        source._file_schema(path)
+
+
 def _table_lineage(
     con: duckdb.DuckDBPyConnection, target: str, table: str, lineage: str | None, has_rows: bool
 ) -> str | None:
@@ -131,7 +146,7 @@ def load_new_files(
     checks: Sequence[Any] | None = None,
     on_missing_file: str = "keep",
     lineage_column: str | None = None,
-    content_check: bool = True,
+    content_check: bool | Literal["always"] = True,
     create: CreateMode = "if_missing",
 ) -> LoadResult:
     """Load the files of ``source`` (a ``ParquetSource``) not yet loaded into ``table``.
@@ -150,7 +165,10 @@ def load_new_files(
             ``_prefect_etl_file``), so that changed files replace their rows and
             ``on_missing_file="delete"`` works. ``None`` (default): none for a new table (a
             changed file then fails the load), and the table's own choice for an existing one.
-        content_check: also compare local files' Parquet footer SHA-256.
+        content_check: also compare local files' Parquet footer SHA-256 (``True``, default: a
+            footer is read when the file's size, mtime or stat key changed, see
+            :func:`~prefect_etl_blocks.core.files.stat_key`); ``"always"`` reads every footer
+            on every run, for file systems that do not keep ctime (some FUSE mounts).
         create: as for :func:`~prefect_etl_blocks.core.loading.load` (passed through).
 
     Returns:
@@ -197,6 +215,7 @@ class _Files:
     entry: ledger.LedgerEntry
     lineage: str | None
     state: str = ""
+    found: Probe | None = None  # the catalog's answer, asked once in the load's transaction
 
     @property
     def key(self) -> str:
@@ -222,19 +241,24 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
         con, table, options, [ref.catalog, ref.schema, ref.name], ref,
         ledger.LedgerEntry(incremental="files"), options.lineage_column,
     )
-    # Outside the transaction: I/O that may be slow or retried.
-    current = listed_identities(source, options.content_check)
+    # Outside the transaction: the listing, I/O that may be slow or retried. The footers of
+    # local files are read inside it, against the manifest: only those it cannot vouch for.
+    listing = listed(source, options.content_check)
     hive = source.hive_partitioning
     if hive is None:
-        hive = source._hive_default([f[0] for f in current])
+        hive = source._hive_default([f[0] for f in listing])
     with transaction(con):
-        to_read = _sort_out(run, current)
+        to_read = _sort_out(run, listing)
         if to_read:
             _record_files(run, to_read)
             rescannable = options.strategy == "append" and not options.checks
-            src = _file_source(con, source, run.entry.files, bool(hive), run.lineage, rescannable)
-            spelled = ".".join(p if SIMPLE_NAME.fullmatch(p) else q(p) for p in run.parts)
-            result = load_with(con, src, spelled, options, run.entry, ref=ref)
+            try:
+                src = _file_source(con, source, run.entry.files, bool(hive), run.lineage, rescannable)
+                spelled = ".".join(p if SIMPLE_NAME.fullmatch(p) else q(p) for p in run.parts)
+                result = load_with(con, src, spelled, options, run.entry, ref=ref, found=run.found)
+            except Exception:
+                _name_the_corrupt_file(source, run.entry.files)
+                raise
             return dataclasses.replace(result, table=table)
         ledger.record(
             con, run.parts, run.entry, strategy=options.strategy, inserted=0, updated=0,
@@ -248,13 +272,13 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
     )
 
 
-def _sort_out(run: _Files, current: list[tuple]) -> list[tuple]:
+def _sort_out(run: _Files, listing: list[tuple]) -> list[tuple]:
     """Hold the listed files against the manifest: refuse what cannot be loaded exactly once,
     forget changed and (with ``on_missing_file="delete"``) vanished files with their rows, and
     return the files to read."""
     con, key, table = run.con, run.key, run.table
-    found = probe(con, run.parts)  # the table and the state, in one catalog query
-    if ledger.state_is_current(found.state_tables, found.loads_columns):
+    found = run.found = probe(con, run.parts)  # the table and the state, in one catalog query
+    if found.state_is_current:
         ledger.migrate_keys(con, run.ref)  # all ensure_state would do
         state = run.ref.state
     else:
@@ -267,15 +291,18 @@ def _sort_out(run: _Files, current: list[tuple]) -> list[tuple]:
     known = read_manifest(con, state, key)
     if exists:
         run.lineage = _table_lineage(con, run.target, table, run.lineage, bool(known))
-    listed = {f[0] for f in current}
+    listed = {f[0] for f in listing}
     known = migrate_paths(con, state, key, known, listed, run.target if exists else None, run.lineage)
+    # Files the manifest vouches for (same size, mtime and stat key) are unchanged and their
+    # rows up to date: only the others are held against it.
+    checked = current_identities(listing, known)[1]
     if run.lineage is None and run.options.on_missing_file == "delete":
         raise LoadConfigError(
             f"on_missing_file='delete' on {table!r} needs a lineage column to find the rows "
             f"of vanished files: create the table with lineage_column={LINEAGE_COLUMN!r}."
         )
-    to_read = [f for f in current if not unchanged(known.get(f[0]), f)]
-    add_footers(con, state, key, known, current)
+    to_read = [f for f in checked if not unchanged(known.get(f[0]), f)]
+    add_footers(con, state, key, known, checked)
     changed = [f[0] for f in to_read if f[0] in known]
     gone = sorted(p for p in known if p not in listed) if run.options.on_missing_file == "delete" else []
     if changed and run.lineage is None:
@@ -312,10 +339,11 @@ def _forget(run: _Files, exists: bool, stale: list[str]) -> None:
 def _record_files(run: _Files, to_read: list[tuple]) -> None:
     """Add the files about to be read to the manifest (in the load's transaction)."""
     run.con.execute(
-        f"INSERT INTO {run.state}.files SELECT ?, unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
-        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?, ?",
+        f"INSERT INTO {run.state}.files (table_name, path, size, version, footer_sha256, "
+        "stat_key, load_id, loaded_at) SELECT ?, unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
+        "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?, ?",
         [run.key, [f[0] for f in to_read], [f[1] for f in to_read], [f[2] for f in to_read],
-         [f[3] for f in to_read], run.entry.load_id, ledger.utcnow()],
+         [f[3] for f in to_read], [f[4] for f in to_read], run.entry.load_id, ledger.utcnow()],
     ).fetchall()
 
 

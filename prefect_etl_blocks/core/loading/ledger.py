@@ -55,6 +55,10 @@ _ADDED_LOADS_COLUMNS = (
     ("rollback_of", "VARCHAR"),  # a rollback: the load id it undid
 )
 _LOADS_COLUMNS = 19 + len(_ADDED_LOADS_COLUMNS)
+#: The manifest's ``stat_key`` (device, inode and ctime of a file when its footer was read; see
+#: :func:`prefect_etl_blocks.core.files.stat_key`) came later too; an older manifest gets it on
+#: its first load, and its files are then opened once more.
+_FILES_COLUMNS = 8
 
 _DDL = {
     # No PRIMARY KEY or NOT NULL: DuckLake catalogs (which keep their state in the
@@ -71,7 +75,7 @@ _DDL = {
     "files": (
         "table_name VARCHAR, path VARCHAR, size BIGINT, "
         "version VARCHAR, footer_sha256 VARCHAR, load_id VARCHAR, "
-        "loaded_at TIMESTAMP"
+        "loaded_at TIMESTAMP, stat_key VARCHAR"
     ),
     "cursors": (
         "table_name VARCHAR, cursor_column VARCHAR, mark VARCHAR, "
@@ -189,25 +193,37 @@ def _old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
     )
 
 
+def _is_old_key(ref: TableRef, key: str | None) -> bool:
+    """:func:`_old_key_sql`'s predicate, in Python, for one key (other than ``ref``'s own)."""
+    if key is None or key == ref.key:
+        return False
+    suffix = "." + f"{ref.schema.casefold()}.{ref.name.casefold()}"
+    return key in ref.old_keys() or (
+        key.endswith(suffix) and key.find(".") == len(key) - len(suffix) and len(key) > len(suffix)
+    )
+
+
 def migrate_keys(con: duckdb.DuckDBPyConnection, ref: TableRef) -> int:
     """Rename the state an earlier version recorded for ``ref`` under another key to
     :attr:`TableRef.key` (call it inside the load's transaction). Returns the rows renamed.
 
-    Looks at the manifest and cursors only (one cheap read when there is nothing to do); when
-    they held old keys, the ledger rows of the table are renamed too. Where a row exists under
-    both keys (an earlier version loaded the table under two spellings), the new key's row wins.
+    Looks at the manifest's and cursors' distinct keys only (one cheap read when there is
+    nothing to do, matched here with the predicate of :func:`_old_key_sql`); when they held old
+    keys, the ledger rows of the table are renamed too. Where a row exists under both keys (an
+    earlier version loaded the table under two spellings), the new key's row wins.
     """
-    where, params = _old_key_sql(ref)
     state = ref.state
-    found = con.execute(
-        # The table's own rows (most of a manifest) are never old keys: skipped before the
-        # string functions of ``where`` run on them.
-        f"SELECT (SELECT count(*) FROM {state}.files WHERE table_name <> ? AND {where}) "
-        f"+ (SELECT count(*) FROM {state}.cursors WHERE table_name <> ? AND {where})",
-        [ref.key, *params, ref.key, *params],
-    ).fetchall()[0][0]
-    if not found:
+    keys = con.execute(
+        f"SELECT table_name FROM {state}.files UNION SELECT table_name FROM {state}.cursors"
+    ).fetchall()
+    if not any(_is_old_key(ref, key) for (key,) in keys):
         return 0
+    where, params = _old_key_sql(ref)
+    found = con.execute(
+        f"SELECT (SELECT count(*) FROM {state}.files WHERE {where}) "
+        f"+ (SELECT count(*) FROM {state}.cursors WHERE {where})",
+        [*params, *params],
+    ).fetchall()[0][0]
     duplicates = {"files": "path", "cursors": "cursor_column"}
     for name, column in duplicates.items():
         con.execute(
@@ -240,8 +256,9 @@ def ensure_state(
     """
     ref = parts if isinstance(parts, TableRef) else resolve(con, parts)  # resolved once by the caller
     schema = ref.state
-    present, loads_columns = con.execute(
-        "SELECT count(*), max(column_count) FILTER (WHERE table_name = 'loads') FROM duckdb_tables() "
+    present, loads_columns, files_columns = con.execute(
+        "SELECT count(*), max(column_count) FILTER (WHERE table_name = 'loads'), "
+        "max(column_count) FILTER (WHERE table_name = 'files') FROM duckdb_tables() "
         "WHERE schema_name = ? AND database_name = ?",
         [STATE_SCHEMA, ref.catalog],
     ).fetchall()[0]
@@ -252,16 +269,24 @@ def ensure_state(
     if loads_columns is not None and loads_columns < _LOADS_COLUMNS:
         for name, kind in _ADDED_LOADS_COLUMNS:  # a ledger an earlier version created
             con.execute(f"ALTER TABLE {schema}.loads ADD COLUMN IF NOT EXISTS {name} {kind}").fetchall()
+    if files_columns is not None and files_columns < _FILES_COLUMNS:
+        con.execute(f"ALTER TABLE {schema}.files ADD COLUMN IF NOT EXISTS stat_key VARCHAR").fetchall()
     if present >= len(_DDL) and migrate:
         migrate_keys(con, ref)
     return schema
 
 
-def state_is_current(state_tables: int, loads_columns: int | None) -> bool:
+def state_is_current(state_tables: int, loads_columns: int | None, files_columns: int | None) -> bool:
     """Whether a catalog holding ``state_tables`` state tables, whose ledger has ``loads_columns``
-    columns, needs nothing from :func:`ensure_state` but the key migration (the answer of
-    :func:`~prefect_etl_blocks.core.loading.catalog.probe`)."""
-    return state_tables >= len(_DDL) and loads_columns is not None and loads_columns >= _LOADS_COLUMNS
+    columns and manifest ``files_columns``, needs nothing from :func:`ensure_state` but the key
+    migration (the answer of :func:`~prefect_etl_blocks.core.loading.catalog.probe`)."""
+    return (
+        state_tables >= len(_DDL)
+        and loads_columns is not None
+        and loads_columns >= _LOADS_COLUMNS
+        and files_columns is not None
+        and files_columns >= _FILES_COLUMNS
+    )
 
 
 #: The Prefect flow run and task run ids a load records, supplied from above as data (the core

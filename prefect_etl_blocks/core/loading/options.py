@@ -78,7 +78,10 @@ class LoadOptions:
     incremental: bool = False
     on_missing_file: Literal["keep", "delete"] = "keep"
     lineage_column: str | None = None
-    content_check: bool = True
+    #: ``True`` (default): compare local files' Parquet footer, reading it only for files whose
+    #: size, mtime or stat key (device, inode, ctime) moved; ``"always"``: read every footer on
+    #: every run (file systems whose ctime cannot be trusted); ``False``: size and mtime only.
+    content_check: bool | Literal["always"] = True
     as_of: dt.datetime | None = None
     create: CreateMode = "if_missing"
     #: ``fail`` (default) or ``quarantine`` (see :data:`ON_CHECK_FAILURE`).
@@ -92,6 +95,11 @@ class LoadOptions:
     transactional: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.content_check not in (True, False, "always") or isinstance(self.content_check, int) and not isinstance(self.content_check, bool):
+            raise LoadConfigError(
+                f"content_check={self.content_check!r}: pass True (compare footers, reading those "
+                "whose stat changed), 'always' (read every footer) or False (size and mtime only)."
+            )
         # In the order the loads have always checked them, so each error is the one it was.
         if self.incremental and self.cursor is not None:
             raise LoadConfigError(
