@@ -11,7 +11,8 @@ Usage: ``python -m benchmarks [--repeats N] [--only bench_duckdb,bench_parquet]`
 Each module's rows are also kept in ``benchmarks/results.json`` with the date and repeats of
 the run that made them, so ``--only`` re-measures some modules and the report still shows the
 others (each section says when it was measured). A module that returns no rows (for example
-``bench_ducklake`` outside its DuckDB 1.5.5 venv) keeps its earlier rows.
+``bench_ducklake`` or ``bench_ducklake_fixed_cost`` outside their DuckDB 1.5.5 venv) keeps its
+earlier rows.
 """
 
 from __future__ import annotations

@@ -38,67 +38,7 @@ import polars as pl
 from benchmarks._common import table
 
 #: Shown after the table in RESULTS.md and docs/benchmarks.md (``benchmarks/__main__.py``).
-NOTES = """
-### Where a load's fixed cost goes (issue 22)
-
-The `profile:` rows above are re-measured by every run. The breakdown below compares the code
-before and after issue 22, run alternately in one session (milliseconds per load, inclusive
-spans; a fresh block per load, the mean of two alternating rounds on a 2-core VM shared with
-other work, 6 December 2026; "before" is the tree just before these changes):
-
-| span (inclusive) | 1-row append, before | after | incremental, nothing new (1,000 files), before | after |
-|---|---|---|---|---|
-| total | 29.4 | 28.1 | 66.0 | 47.8 |
-| opening: lock wait + `duckdb.connect` (native pays it) | 12.8 | 13.0 | 14.2 | 14.0 |
-| opening: total (settings, extensions, `init_sql`) | 13.3 | 13.5 | 14.7 | 14.5 |
-| name resolution (`ledger.resolve`) | 1.18 | 0.58 | 2.55 | 0.66 |
-| catalog: schema, table, ledger present | 2.50 | 1.82 | 5.11 | 2.00 |
-| transaction: `in_transaction` | 0.56 | 0.63 | 1.51 | 1.21 |
-| strategy: staging, contracts, SQL | 1.20 | 1.24 | | |
-| ledger row | 2.71 | 1.33 | 2.32 | 1.46 |
-| incremental: listing | | | 7.35 | 1.24 |
-| incremental: footers (size, mtime, SHA-256) | | | 16.64 | 12.19 |
-| incremental: manifest (read, key migration check) | | | 2.25 | 1.89 |
-| checkpoint on close (native pays it) | 6.88 | 6.33 | 12.89 | 7.78 |
-| SQL statements a load sends | 14 | 10 | 13 | 10 |
-
-Lineage costs nothing outside a Prefect run (one context lookup); checks were not asked for.
-Other statement counts, before and after: replace 16 and 12, incremental with one new file 23
-and 18.
-
-What changed, keeping every guarantee (one transaction, ledger row inside it, contracts, checks,
-exact incremental state):
-
-* **Name resolution once.** A load resolves its table (catalog, schema, name) once and hands the
-  `TableRef` down to the ledger row, the manifest and, for incremental loads, to the engine
-  (before: three to four `resolve` queries a load). It is passed, never cached, so it cannot
-  cross catalogs or connections.
-* **One catalog query.** Whether the schema and table exist and whether the ledger is present and
-  current are answered by one query with one pass over `duckdb_tables()`
-  (`core/loading/catalog.py::probe`), instead of three or four. An older ledger still gets its
-  new columns (`ensure_state` runs when the answer says it must).
-* **Incremental listing without a `stat` per file.** A local folder is walked with `os.scandir`,
-  whose entries know their type, and size and mtime come from the `fstat` of the descriptor
-  the footer is read from (`core/files.py::local_footer_identities`): one `open`, `fstat`,
-  `pread` and `close` per file instead of a `lstat` in the listing plus those four. Size, mtime
-  and footer now always describe one version of a file; a file rewritten after that is caught
-  by the next run, as before.
-* **The key migration's check skips the table's own manifest rows** before its string functions
-  run on them.
-* **Upsert joins on `=` when the data has no NULL key** (one `LIMIT 1` probe of the data says
-  so), which matches exactly what `IS NOT DISTINCT FROM` matches there and lets DuckDB's join
-  run about 6% faster on 500k rows into 5M; data with a NULL key keeps `IS NOT DISTINCT FROM`,
-  so a NULL key still matches a NULL key. What upsert still does beyond native `MERGE INTO`:
-  the duplicate-key check (about 40 ms for 500k keys) and two `count(*)` (about 1 ms each).
-
-Not changed, because native DuckDB pays it too: opening the file (`duckdb.connect`) and the
-checkpoint on close (ours also checkpoints the ledger's table). The incremental targets are
-shares of a full reload: with 1,000 files of 10,000 rows the native floor (appending 10 known
-files, BEGIN + INSERT + COMMIT) is itself 1.6% of the reload on a held connection, so "10 new
-files <= 2%" leaves under 0.5% for listing 1,000 files, reading their footers and the manifest.
-A fresh block per load adds opening and the checkpoint to both sides; there the native floor
-alone is about 5% of the reload.
-"""
+NOTES = (Path(__file__).parent / "bench_fixed_cost.md").read_text()  # before/after, profile
 
 ROWS = 5_000_000
 UPDATE_ROWS = 500_000
@@ -261,6 +201,7 @@ def _incremental_rows(tmp: Path, files: int, repeats: int) -> list[dict[str, Any
     folder.mkdir()
     for i in range(files):
         _write(folder, i)
+    _age_past_the_racy_margin()
     source = ParquetSource(path=str(folder))
     out: list[dict[str, Any]] = []
     next_index = files
@@ -285,19 +226,10 @@ def _incremental_rows(tmp: Path, files: int, repeats: int) -> list[dict[str, Any
                 started = time.perf_counter()
                 block(full_db).load_parquet(source, "full", mode="replace")
                 full.append(time.perf_counter() - started)
-                new = []
-                for _ in range(NEW):
-                    _write(folder, next_index)
-                    new.append(str(folder / f"part-{next_index:05}.parquet"))
-                    next_index += 1
+                new, next_index = write_new_files(folder, next_index)
 
                 def native_append(new: list[str] = new, held_native: Any = held_native, native_f: str = native_f) -> None:
-                    c = held_native or duckdb.connect(native_f)
-                    c.execute("BEGIN TRANSACTION")
-                    c.execute("INSERT INTO native SELECT * FROM read_parquet($files)", {"files": new})
-                    c.execute("COMMIT")
-                    if held_native is None:
-                        c.close()
+                    native_insert(held_native or duckdb.connect(native_f), new, close=held_native is None)
 
                 def ours_append(db: DuckDBConnection = db) -> None:
                     assert block(db).load_parquet(source, "inc", incremental=True) == NEW * FILE_ROWS
@@ -347,14 +279,45 @@ SPANS = (
     ("transaction: in_transaction", "prefect_etl_blocks.core.loading.connections", "in_transaction"),
     ("write: strategy (staging, contracts, SQL)", "prefect_etl_blocks.core.loading.engine", "_apply"),
     ("write: ledger row", "prefect_etl_blocks.core.loading.ledger", "record"),
-    ("incremental: listing", "prefect_etl_blocks.blocks.parquet.ParquetSource", "list_files"),
-    ("incremental: listing", "prefect_etl_blocks.blocks.parquet.ParquetSource", "list_paths"),
+    ("incremental: listing and a stat per file", "prefect_etl_blocks.core.loading.incremental_files", "listed"),
+    ("incremental: listing (folder walk)", "prefect_etl_blocks.blocks.parquet.ParquetSource", "list_files"),
+    ("incremental: listing (folder walk)", "prefect_etl_blocks.blocks.parquet.ParquetSource", "list_paths"),
+    ("incremental: held against the manifest (footers read)", "prefect_etl_blocks.core.loading.incremental_files", "current_identities"),
     ("incremental: footers (size, mtime, SHA-256)", "prefect_etl_blocks.core.loading.incremental_files", "identities"),
     ("incremental: footers (size, mtime, SHA-256)", "prefect_etl_blocks.core.loading.file_manifest", "local_footer_identities"),
-    ("incremental: manifest (in the transaction)", "prefect_etl_blocks.core.loading.file_manifest", "read_manifest"),
+    ("incremental: footers (size, mtime, SHA-256)", "prefect_etl_blocks.core.loading.file_manifest", "local_footer_stats"),
+    ("incremental: manifest (in the transaction)", "prefect_etl_blocks.core.loading.incremental_files", "read_manifest"),
     ("incremental: manifest (in the transaction)", "prefect_etl_blocks.core.loading.ledger", "migrate_keys"),
     ("checkpoint on close", "prefect_etl_blocks.core.warehouse.duckdb_file.FileBackend", "close"),
 )
+
+
+def write_new_files(folder: Path, start: int) -> tuple[list[str], int]:
+    """Write the :data:`NEW` files of one repeat from index ``start``: their paths, the next index."""
+    from benchmarks.bench_incremental import _write
+
+    for index in range(start, start + NEW):
+        _write(folder, index)
+    return [str(folder / f"part-{index:05}.parquet") for index in range(start, start + NEW)], start + NEW
+
+
+def native_insert(con: Any, files: list[str], *, close: bool) -> None:
+    """The native floor of an incremental run: append ``files``, known to be new, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    con.execute("INSERT INTO native SELECT * FROM read_parquet($files)", {"files": files})
+    con.execute("COMMIT")
+    if close:
+        con.close()
+
+
+def _age_past_the_racy_margin() -> None:
+    """Wait until the files just written are older than ``core.files.RACY_NS``, as the files of
+    a production folder are: their footers are then read once, by the first load, and not again
+    while their stat keys hold. The 10 new files of each repeat are younger, so the nothing-new
+    run right after them still opens those 10."""
+    from prefect_etl_blocks.core.files import RACY_NS
+
+    time.sleep(RACY_NS / 1e9 + 0.1)
 
 
 def _resolve(dotted: str) -> Any:
@@ -416,6 +379,7 @@ def _profile_rows(tmp: Path, loads: int, files: int) -> list[dict[str, Any]]:
     folder.mkdir()
     for i in range(files):
         _write(folder, i)
+    _age_past_the_racy_margin()
     source = ParquetSource(path=str(folder))
     inc_path = str(tmp / "profile_inc.duckdb")
     DuckDBConnection(database=inc_path).load_parquet(source, "inc", incremental=True)

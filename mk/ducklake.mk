@@ -21,5 +21,7 @@ ducklake-venv: $(DUCKLAKE_STAMP)
 test-ducklake: $(DUCKLAKE_STAMP)
 	DUCKLAKE_VENV=$(DUCKLAKE_VENV) PYTHON=$(PYTHON) ci/ducklake-leg.sh
 
+# Scale-out (bench_ducklake) and a load's fixed cost against native DuckLake (issue 22).
 bench-ducklake: $(DUCKLAKE_STAMP)
 	$(DUCKLAKE_VENV)/bin/python -m benchmarks.bench_ducklake
+	$(DUCKLAKE_VENV)/bin/python -m benchmarks.bench_ducklake_fixed_cost

@@ -446,7 +446,7 @@ def test_the_old_key_check_matches_the_migrations_own_predicate(
         f"{schema}.{name}", ref.key, f"{other}.{ref.key}",
     ]
     key = keys[shape]
-    where, params = ledger._old_key_sql(ref)
+    where, params = ledger.old_key_sql(ref)
     con = duckdb.connect()
     in_sql = con.execute(f"SELECT {where} FROM (SELECT ?::VARCHAR AS table_name)", [*params, key]).fetchall()[0][0]
     assert ledger._is_old_key(ref, key) == (bool(in_sql) and key != ref.key)

@@ -194,16 +194,23 @@ def migrate_paths(
     return {new: known[old] for new, old in keep.items()}
 
 
-def read_manifest(con: duckdb.DuckDBPyConnection, state: str, key: str) -> dict[str, tuple]:
+def read_manifest(
+    con: duckdb.DuckDBPyConnection, state: str, key: str, old: tuple[str, list[Any]] | None = None
+) -> tuple[dict[str, tuple], bool]:
     """The recorded files of the table ``key``: ``{path: (size, version, footer_sha256,
-    stat_key)}``."""
-    return {
-        row[0]: tuple(row[1:])
-        for row in con.execute(
-            f"SELECT path, size, version, footer_sha256, stat_key FROM {state}.files WHERE table_name = ?",
-            [key],
-        ).fetchall()
-    }
+    stat_key)}``, and whether the manifest also holds rows under an old key of the table.
+
+    ``old``: the predicate (and its parameters) matching those old keys (from
+    :func:`~prefect_etl_blocks.core.loading.ledger.old_key_sql`), asked in the same scan of the
+    manifest, which on a DuckLake costs a round of catalog queries per table read. Without it
+    the second answer is ``False``."""
+    where, params = old if old is not None else ("false", [])
+    rows = con.execute(
+        f"SELECT path, size, version, footer_sha256, stat_key, table_name = ? FROM {state}.files "
+        f"WHERE table_name = ? OR {where}",
+        [key, key, *params],
+    ).fetchall()
+    return {row[0]: tuple(row[1:5]) for row in rows if row[5]}, any(not row[5] for row in rows)
 
 
 __all__ = [

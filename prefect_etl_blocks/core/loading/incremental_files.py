@@ -278,17 +278,25 @@ def _sort_out(run: _Files, listing: list[tuple]) -> list[tuple]:
     return the files to read."""
     con, key, table = run.con, run.key, run.table
     found = run.found = probe(con, run.parts)  # the table and the state, in one catalog query
+    exists = found.table_exists
+    # State an earlier version recorded under another key is renamed to the table's key first
+    # (ledger.migrate_keys). On the hot path (state current, table there) the manifest's own
+    # scan asks whether it holds any; otherwise ensure_state or migrate_keys asks.
+    hot = found.state_is_current and exists
     if found.state_is_current:
-        ledger.migrate_keys(con, run.ref)  # all ensure_state would do
         state = run.ref.state
+        if not exists:
+            ledger.migrate_keys(con, run.ref)
     else:
         state = ledger.ensure_state(con, run.ref)
     run.state = run.entry.state = state
-    exists = found.table_exists
     if not exists:
         # The table was dropped (or never made): its old manifest no longer describes it.
         con.execute(f"DELETE FROM {state}.files WHERE table_name = ?", [key]).fetchall()
-    known = read_manifest(con, state, key)
+    known, old_keys = read_manifest(con, state, key, ledger.old_key_sql(run.ref) if hot else None)
+    if old_keys:
+        ledger.migrate_keys(con, run.ref)
+        known = read_manifest(con, state, key)[0]
     if exists:
         run.lineage = _table_lineage(con, run.target, table, run.lineage, bool(known))
     listed = {f[0] for f in listing}

@@ -147,7 +147,7 @@ class TableRef:
 
     def old_keys(self) -> list[str]:
         """Keys earlier versions recorded this table under, other than :attr:`key` (plus any
-        ``<catalog>.schema.table``, matched by :func:`_old_key_sql`)."""
+        ``<catalog>.schema.table``, matched by :func:`old_key_sql`)."""
         plain = f"{self.schema.casefold()}.{self.name.casefold()}"
         return [k for k in (plain, f"{fold(self.schema)}.{fold(self.name)}") if k != self.key]
 
@@ -180,7 +180,7 @@ def table_key(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> str:
     return resolve(con, parts).key
 
 
-def _old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
+def old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
     """A predicate on ``table_name`` matching the keys earlier versions gave ``ref``: those of
     :meth:`TableRef.old_keys`, and ``<one catalog name>.schema.table`` (kept in that catalog's
     state, so the catalog was this one, perhaps under another alias)."""
@@ -194,7 +194,7 @@ def _old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
 
 
 def _is_old_key(ref: TableRef, key: str | None) -> bool:
-    """:func:`_old_key_sql`'s predicate, in Python, for one key (other than ``ref``'s own)."""
+    """:func:`old_key_sql`'s predicate, in Python, for one key (other than ``ref``'s own)."""
     if key is None or key == ref.key:
         return False
     suffix = "." + f"{ref.schema.casefold()}.{ref.name.casefold()}"
@@ -208,7 +208,7 @@ def migrate_keys(con: duckdb.DuckDBPyConnection, ref: TableRef) -> int:
     :attr:`TableRef.key` (call it inside the load's transaction). Returns the rows renamed.
 
     Looks at the manifest's and cursors' distinct keys only (one cheap read when there is
-    nothing to do, matched here with the predicate of :func:`_old_key_sql`); when they held old
+    nothing to do, matched here with the predicate of :func:`old_key_sql`); when they held old
     keys, the ledger rows of the table are renamed too. Where a row exists under both keys (an
     earlier version loaded the table under two spellings), the new key's row wins.
     """
@@ -218,7 +218,7 @@ def migrate_keys(con: duckdb.DuckDBPyConnection, ref: TableRef) -> int:
     ).fetchall()
     if not any(_is_old_key(ref, key) for (key,) in keys):
         return 0
-    where, params = _old_key_sql(ref)
+    where, params = old_key_sql(ref)
     found = con.execute(
         f"SELECT (SELECT count(*) FROM {state}.files WHERE {where}) "
         f"+ (SELECT count(*) FROM {state}.cursors WHERE {where})",
@@ -418,7 +418,7 @@ def history(con: duckdb.DuckDBPyConnection, table: str | None = None) -> pl.Data
     params: list[Any] = []
     if ref:
         # Rows an earlier version recorded under another key are the table's too.
-        where, params = _old_key_sql(ref)
+        where, params = old_key_sql(ref)
         sql += f" WHERE table_name = ? OR {where}"
         params = [ref.key, *params]
     relation = con.sql(sql + " ORDER BY started_at, finished_at", params=params)
@@ -451,7 +451,7 @@ def reset(con: duckdb.DuckDBPyConnection, table: str) -> int:
     ref = resolve(con, parts)
     if not _has_state(con, ref.catalog):
         return 0
-    where, params = _old_key_sql(ref)
+    where, params = old_key_sql(ref)
     removed = 0
     with transaction(con):
         for name in ("files", "cursors"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import random
@@ -27,9 +28,6 @@ import duckdb
 
 from prefect_etl_blocks.core.errors import (
     LOCK_CONFLICT,
-    DuckDBLockTimeoutError,
-    LoadConfigError,
-    SourceUnavailableError,
     TransactionConflictError,
     first_line,
 )
@@ -38,16 +36,20 @@ from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_na
 from prefect_etl_blocks.core.loading.boundary import commit_conflict
 from prefect_etl_blocks.core.loading.connections import in_transaction
 from prefect_etl_blocks.core.loading.engine import LoadResult
-from prefect_etl_blocks.core.loading.ledger import resolve, snapshot_reader
+from prefect_etl_blocks.core.loading.ledger import TableRef, fold, resolve, snapshot_reader
 from prefect_etl_blocks.core.warehouse.lake_catalog import (
     CatalogSpec,
     LakeConfig,
+    attach_error,
     clean_exception,
-    scrub,
     split_settings,
     sql_literal,
 )
-from prefect_etl_blocks.core.warehouse.lake_snapshots import commit_snapshot, read_snapshot
+from prefect_etl_blocks.core.warehouse.lake_snapshots import (
+    commit_snapshot,
+    current_snapshot,
+    read_snapshot,
+)
 from prefect_etl_blocks.core.warehouse.session import Backend, Work
 
 if TYPE_CHECKING:
@@ -64,6 +66,14 @@ _INIT_RACE = re.compile(
 #: One DuckDB instance per configuration and process (see the module docstring).
 _INSTANCES: dict[str, duckdb.DuckDBPyConnection] = {}
 _INSTANCES_GUARD = threading.Lock()
+#: Set by :meth:`LakeBackend.commit` while its session opens the connection of one load:
+#: :meth:`LakeBackend.open` then leaves the new cursor on DuckDB's in-memory catalog (where the
+#: load works anyway) and lists it here, so the load skips ``USE lake`` before and after. Each
+#: ``USE`` or statement while the lake is the default starts a DuckLake transaction, which asks
+#: the catalog database for the newest snapshot: about 1.3 ms with PostgreSQL on loopback.
+_OPENED_FOR_LOAD: contextvars.ContextVar[list[duckdb.DuckDBPyConnection] | None] = contextvars.ContextVar(
+    "petl_lake_opened_for_load", default=None
+)
 
 __all__ = ["LAKE", "LakeBackend", "close_instances"]
 
@@ -104,6 +114,10 @@ class LakeBackend(Backend):
             if base is None:
                 base = _INSTANCES[key] = _instance(config)
             cursor = base.cursor()
+        opened = _OPENED_FOR_LOAD.get()
+        if opened is not None:
+            opened.append(cursor)  # a load's own connection: it stays on memory (see above)
+            return cursor
         try:
             cursor.execute(f"USE {LAKE}").fetchall()
         except BaseException:
@@ -155,8 +169,21 @@ class LakeBackend(Backend):
             attempt += 1
             try:
                 try:
-                    with session.connect() as con:
-                        return _load_into_lake(con, table, work), attempt
+                    opened: list[duckdb.DuckDBPyConnection] = []
+                    token: contextvars.Token | None = _OPENED_FOR_LOAD.set(opened)
+                    try:
+                        with session.connect() as con:
+                            _OPENED_FOR_LOAD.reset(token)
+                            token = None
+                            # A dry run's work rolls back (Session.commit wraps it): it commits
+                            # no snapshot, which commit_snapshot must then not assume.
+                            return _load_into_lake(
+                                con, table, work, fresh=any(c is con for c in opened),
+                                commits=not getattr(work, "rolls_back", False),
+                            ), attempt
+                    finally:
+                        if token is not None:
+                            _OPENED_FOR_LOAD.reset(token)
                 except duckdb.TransactionException as exc:
                     # A COMMIT outside the engine (incremental loads) that lost the race to
                     # create the table, a schema or the state tables: a conflict like any other.
@@ -273,42 +300,12 @@ def _attach(con: duckdb.DuckDBPyConnection, spec: CatalogSpec, config: LakeConfi
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.6, 1.0)
                 continue
-            raise _attach_error(exc, spec, config, locked=locked, racing=racing) from None
+            raise attach_error(exc, spec, config, locked=locked, racing=racing) from None
 
 
-def _attach_error(
-    exc: duckdb.Error, spec: CatalogSpec, config: LakeConfig, *, locked: bool, racing: bool
-) -> Exception:
-    """What a failed ATTACH means, secrets masked."""
-    text = scrub(first_line(exc), config.secrets())
-    wait = config.lock_timeout_seconds
-    if locked:
-        return DuckDBLockTimeoutError(
-            f"The DuckLake catalog file {spec.masked()!r} is locked by another process; "
-            f"waited {wait:g} s. A DuckDB metadata file allows one process at a time: use a "
-            "PostgreSQL catalog for concurrent writers, or raise lock_timeout_seconds."
-        )
-    if racing:
-        return TransactionConflictError(
-            f"The DuckLake catalog {spec.masked()!r} was still being created by another "
-            f"process after {wait:g} s ({text}). Retrying can help; to avoid the wait, attach "
-            "the catalog once before starting parallel workers."
-        )
-    if "does not match existing data path" in str(exc):
-        return LoadConfigError(
-            f"data_path {config.data_path!r} differs from the data path stored in the "
-            f"DuckLake catalog {spec.masked()!r} ({text}). Use the catalog's data path, "
-            "or leave data_path empty."
-        )
-    if isinstance(exc, duckdb.IOException | duckdb.ConnectionException) or "connect" in str(exc).lower():
-        return SourceUnavailableError(
-            f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}. Check that "
-            "the catalog database is running and reachable, and its name, user and password."
-        )
-    return LoadConfigError(f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}.")
-
-
-def _load_into_lake(con: duckdb.DuckDBPyConnection, table: str, work: Work) -> LoadResult:
+def _load_into_lake(
+    con: duckdb.DuckDBPyConnection, table: str, work: Work, *, fresh: bool = False, commits: bool = False
+) -> LoadResult:
     """Run one load's ``work`` into the lake with DuckDB's own in-memory catalog as the default
     and the target spelled ``lake.schema.table``.
 
@@ -318,22 +315,41 @@ def _load_into_lake(con: duckdb.DuckDBPyConnection, table: str, work: Work) -> L
     the load the question is answered by DuckDB's catalog; every name the engine writes is
     qualified, so the data still goes to the lake. The result reports the name the caller gave.
 
+    ``fresh``: ``con`` was opened for this load by :meth:`LakeBackend.open` and is closed after
+    it, so it is still on ``memory`` (no ``USE`` either way) and a name is resolved as ``USE lake``
+    would have it (schema ``main``). ``commits``: ``work`` commits its own transaction when it
+    is not joining one (not a dry run's rehearsal).
+
     Snapshots: the ledger row records the snapshot the load's transaction read, and a load
     that committed here reports the snapshot it committed as ``snapshot_id`` (``None`` while
     an outer transaction holds it open); see :mod:`~prefect_etl_blocks.core.warehouse.lake_snapshots`.
     """
-    target = qualified(con, table)
+    parts = split_table_name(table)
+    databases = {
+        fold(name): (name, kind)
+        for name, kind in con.execute("SELECT database_name, type FROM duckdb_databases()").fetchall()
+    }
+    if fresh and (len(parts) == 1 or (len(parts) == 2 and fold(parts[0]) not in databases)):
+        ref = TableRef(LAKE, "main" if len(parts) == 1 else parts[0], parts[-1])
+    else:
+        ref = resolve(con, parts)
+    target = ".".join(quote_identifier(p) for p in (ref.catalog, ref.schema, ref.name))
+    in_lake = databases.get(fold(ref.catalog), ("", ""))[1] == "ducklake"
     read: list[int | None] = [None]
 
     def reader(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> int | None:
-        read[0] = read_snapshot(con, parts)
+        if in_lake and parts and fold(parts[0]) == fold(ref.catalog):  # the target's own lake
+            read[0] = current_snapshot(con, ref.catalog)
+        else:
+            read[0] = read_snapshot(con, parts)
         return read[0]
 
-    with memory_default(con), snapshot_reader(reader):
+    with contextlib.nullcontext() if fresh else memory_default(con), snapshot_reader(reader):
         result = work(con, target)
         committed = None
-        if result.load_id and not in_transaction(con):
-            committed = commit_snapshot(con, resolve(con, split_table_name(target)).catalog, result.load_id, read[0])
+        # A connection opened for this load has no outer transaction, so the work ended its own.
+        if result.load_id and in_lake and (fresh or not in_transaction(con)):
+            committed = commit_snapshot(con, ref.catalog, result.load_id, read[0], committed=commits)
     return dataclasses.replace(result, table=table, snapshot_id=committed)
 
 

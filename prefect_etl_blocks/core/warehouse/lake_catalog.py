@@ -14,13 +14,21 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import duckdb
 
-from prefect_etl_blocks.core.errors import LoadConfigError
+from prefect_etl_blocks.core.errors import (
+    DuckDBLockTimeoutError,
+    LoadConfigError,
+    SourceUnavailableError,
+    TransactionConflictError,
+    first_line,
+)
 
 MASK = "********"
 _PASSWORD_KV = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)")
 _core_settings: frozenset[str] | None = None
 
-__all__ = ["MASK", "CatalogSpec", "LakeConfig", "clean_exception", "scrub", "split_settings", "sql_literal"]
+__all__ = [
+    "MASK", "CatalogSpec", "LakeConfig", "attach_error", "clean_exception", "scrub", "split_settings", "sql_literal",
+]
 
 
 class CatalogSpec:
@@ -166,3 +174,35 @@ def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
             _core_settings = frozenset(r[0] for r in probe.execute("SELECT name FROM duckdb_settings()").fetchall())
     core = {k: v for k, v in settings.items() if k in _core_settings}
     return core, {k: v for k, v in settings.items() if k not in core}
+
+
+def attach_error(
+    exc: duckdb.Error, spec: CatalogSpec, config: LakeConfig, *, locked: bool, racing: bool
+) -> Exception:
+    """What a failed ATTACH means, secrets masked."""
+    text = scrub(first_line(exc), config.secrets())
+    wait = config.lock_timeout_seconds
+    if locked:
+        return DuckDBLockTimeoutError(
+            f"The DuckLake catalog file {spec.masked()!r} is locked by another process; "
+            f"waited {wait:g} s. A DuckDB metadata file allows one process at a time: use a "
+            "PostgreSQL catalog for concurrent writers, or raise lock_timeout_seconds."
+        )
+    if racing:
+        return TransactionConflictError(
+            f"The DuckLake catalog {spec.masked()!r} was still being created by another "
+            f"process after {wait:g} s ({text}). Retrying can help; to avoid the wait, attach "
+            "the catalog once before starting parallel workers."
+        )
+    if "does not match existing data path" in str(exc):
+        return LoadConfigError(
+            f"data_path {config.data_path!r} differs from the data path stored in the "
+            f"DuckLake catalog {spec.masked()!r} ({text}). Use the catalog's data path, "
+            "or leave data_path empty."
+        )
+    if isinstance(exc, duckdb.IOException | duckdb.ConnectionException) or "connect" in str(exc).lower():
+        return SourceUnavailableError(
+            f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}. Check that "
+            "the catalog database is running and reachable, and its name, user and password."
+        )
+    return LoadConfigError(f"Could not attach the DuckLake catalog {spec.masked()!r}: {text}.")

@@ -311,4 +311,5 @@ def rehearsal(work: Work) -> Work:
             with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back itself
                 con.execute("ROLLBACK").fetchall()
 
+    rehearse.rolls_back = True  # type: ignore[attr-defined]  # read by LakeBackend.commit: no snapshot
     return rehearse
