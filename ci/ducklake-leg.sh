@@ -40,4 +40,4 @@ import duckdb
 assert duckdb.__version__ == "$DUCKDB_VERSION", duckdb.__version__
 PY
 # -p registers the `ducklake` marker even before pyproject.toml lists it (harmless after).
-exec "$VENV/bin/python" -m pytest -p tests.fixtures.postgres -m ducklake -n 0 -p no:randomly "$@"
+exec "$VENV/bin/python" -m pytest -p tests.fixtures.postgres -m ducklake -n 2 --dist loadgroup -p no:randomly "$@"

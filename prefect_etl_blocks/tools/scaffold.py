@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prefect_etl_blocks.core.errors import ProjectExistsError, TemplateNotFoundError
+from prefect_etl_blocks.core.errors import ProjectExistsError
 from prefect_etl_blocks.tools.template_answers import (
     AnswerError,
     DataLiterals,
@@ -58,6 +58,15 @@ from prefect_etl_blocks.tools.template_answers import (
     escape_jinja,
     validate_answers,
 )
+from prefect_etl_blocks.tools.template_render import (
+    TEMPLATE,
+    derived_default,
+    list_templates,
+    render_template,
+    template_preset,
+    templates_dir,
+)
+from prefect_etl_blocks.tools.template_update import record_project
 
 __all__ = [
     "TEMPLATE", "AnswerError", "DataLiterals", "_yaml_toml_string", "escape_jinja", "list_templates",
@@ -65,50 +74,13 @@ __all__ = [
     "validate_answers",
 ]
 
-TEMPLATE = "flow-project"
-def templates_dir() -> Path:
-    """Where the templates are: inside the installed wheel, else next to the source checkout."""
-    here = Path(__file__).resolve().parent.parent  # the package folder (this module is in tools/)
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "cookiecutter.json").exists():
-            return candidate
-    raise TemplateNotFoundError(
-        f"No templates folder found in {here} or {here.parent}; reinstall prefect-etl-blocks."
-    )
-
-
-def _index(root: Path | None = None) -> dict[str, dict[str, Any]]:
-    return json.loads(((root or templates_dir()) / "cookiecutter.json").read_text())["templates"]
-
-
-def list_templates() -> dict[str, str]:
-    """Preset name → description, from ``templates/cookiecutter.json``."""
-    return {name: entry.get("description", "") for name, entry in _index().items()}
-
-
-def _preset(template: str, root: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """The template folder and the preset answers of ``template`` (a preset or ``flow-project``),
-    in ``root`` (a ``templates/`` folder; default: the installed one)."""
-    root = root or templates_dir()
-    index = _index(root)
-    if template == TEMPLATE:
-        return root / TEMPLATE, {}
-    if template not in index:
-        raise TemplateNotFoundError(
-            f"No template named {template!r}; available: {', '.join([*index, TEMPLATE])} "
-            "(see `prefect-etl templates`)."
-        )
-    entry = index[template]
-    return (root / entry["path"]).resolve(), dict(entry.get("answers", {}))
-
-
 def questions(template: str = TEMPLATE) -> dict[str, Any]:
     """The questions of ``template`` in order, name → default (a list for a choice).
 
     Preset answers are not asked again: a preset's ``shape`` is fixed, and its other answers
     become the defaults.
     """
-    folder, preset = _preset(template)
+    folder, preset = template_preset(template)
     raw = json.loads((folder / "cookiecutter.json").read_text())
     asked: dict[str, Any] = {}
     for name, default in raw.items():
@@ -118,15 +90,6 @@ def questions(template: str = TEMPLATE) -> dict[str, Any]:
             continue  # fixed by the preset
         asked[name] = preset.get(name, default)
     return asked
-
-
-def _derived_default(default: str, answers: Mapping[str, Any], folder: Path) -> str:
-    """Render one of the template's own derived defaults (``{{ cookiecutter.project_name |
-    slugify }}``) with the answers so far as plain values in the context."""
-    from cookiecutter.environment import StrictEnvironment
-
-    env = StrictEnvironment(context={"cookiecutter": {"_extensions": []}}, keep_trailing_newline=False)
-    return env.from_string(default).render(cookiecutter=dict(answers))
 
 
 def resolve_answers(
@@ -149,7 +112,7 @@ def resolve_answers(
         AnswerError: an answer names no question of the template, or is not one of a
             choice's options. (Full validation is :func:`validate_answers`.)
     """
-    folder, preset = _preset(template)
+    folder, preset = template_preset(template)
     raw = json.loads((folder / "cookiecutter.json").read_text())
     prompts = raw.get("__prompts__", {})
     given = dict(extra_context or {})
@@ -177,7 +140,7 @@ def resolve_answers(
         if isinstance(default, list):
             value = default[0]
         else:
-            value = _derived_default(default, answers, folder) if "{" in str(default) else default
+            value = derived_default(default, answers, folder) if "{" in str(default) else default
         if not no_input:
             value = (ask or _ask_stdin)(name, default if isinstance(default, list) else value, prompts.get(name, name))
             if isinstance(default, list) and value not in default:
@@ -217,9 +180,8 @@ def new_project(
         AnswerError: an answer failed validation (nothing is written).
         ProjectExistsError: the project folder exists and ``overwrite_if_exists`` is false.
     """
-    from prefect_etl_blocks.tools.template_update import record_project
 
-    folder, _ = _preset(template)
+    folder, _ = template_preset(template)
     answers = resolve_answers(template, extra_context, no_input=no_input, ask=ask)
     validate_answers(answers)
     target = Path(output_dir) / answers["project_slug"]
@@ -232,27 +194,6 @@ def new_project(
     path = render_template(folder, answers, output_dir, overwrite_if_exists=overwrite_if_exists)
     record_project(path, template, folder, answers, existed=existed)
     return path
-
-
-def render_template(folder: Path, answers: Mapping[str, Any], output_dir: str | Path, overwrite_if_exists: bool = False) -> Path:
-    """Render the template in ``folder`` with validated ``answers`` into ``output_dir``.
-
-    Cookiecutter receives every answer escaped (see the module docs), so the files hold exactly
-    the text of the answers and nothing in them is evaluated.
-    """
-    from cookiecutter.main import cookiecutter
-
-    validate_answers(answers)
-    escaped = {name: escape_jinja(value) if isinstance(value, str) else value for name, value in answers.items()}
-    path = cookiecutter(
-        str(folder),
-        no_input=True,
-        extra_context=escaped,
-        output_dir=str(output_dir),
-        overwrite_if_exists=overwrite_if_exists,
-        accept_hooks=True,
-    )
-    return Path(path)
 
 
 def rendered_answers(template: str, extra_context: Mapping[str, Any] | None = None) -> dict[str, Any]:

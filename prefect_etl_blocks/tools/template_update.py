@@ -18,7 +18,7 @@ becomes the recorded base. It needs ``git`` on ``PATH``; the project itself need
 repository.
 
 Answers read back from ``.prefect-etl.json`` are untrusted like any answers: they are validated
-and escaped before cookiecutter sees them (:func:`~prefect_etl_blocks.tools.scaffold.render_template`).
+and escaped before cookiecutter sees them (:func:`~prefect_etl_blocks.tools.template_render.render_template`).
 
 Example:
     ```python
@@ -48,6 +48,12 @@ from typing import Any
 
 from prefect_etl_blocks.core.errors import DataError, TemplateNotFoundError
 from prefect_etl_blocks.tools.template_answers import AnswerError, validate_answers
+from prefect_etl_blocks.tools.template_render import (
+    TEMPLATE,
+    derived_default,
+    render_template,
+    template_preset,
+)
 
 RECORD = ".prefect-etl.json"
 GENERATED = ".prefect-etl.generated.json"
@@ -189,11 +195,10 @@ def _read_record(project: Path) -> tuple[dict[str, Any], dict[str, str]]:
 def _template_folder(record: Mapping[str, Any], template: str | os.PathLike[str] | None) -> Path:
     """The template to compare with: the installed one, or ``template`` (a ``templates/``
     folder with presets, or one template folder)."""
-    from prefect_etl_blocks.tools.scaffold import TEMPLATE, _preset
 
     name = str(record.get("template") or TEMPLATE)
     if template is None:
-        return _preset(name)[0]
+        return template_preset(name)[0]
     root = Path(template)
     try:
         config = json.loads((root / "cookiecutter.json").read_text(encoding="utf-8"))
@@ -202,13 +207,12 @@ def _template_folder(record: Mapping[str, Any], template: str | os.PathLike[str]
             f"{root} is not a template: no readable cookiecutter.json in it. Pass a checkout's "
             "templates/ folder or a template folder such as templates/flow-project."
         ) from None
-    return _preset(name, root)[0] if "templates" in config else root
+    return template_preset(name, root)[0] if "templates" in config else root
 
 
 def _complete_answers(folder: Path, recorded: Mapping[str, Any]) -> dict[str, Any]:
     """The recorded answers for the template's current questions; a question added since takes
     its default. Validated: the record is a file anyone could have edited."""
-    from prefect_etl_blocks.tools.scaffold import _derived_default
 
     raw = json.loads((folder / "cookiecutter.json").read_text(encoding="utf-8"))
     answers: dict[str, Any] = {}
@@ -223,13 +227,12 @@ def _complete_answers(folder: Path, recorded: Mapping[str, Any]) -> dict[str, An
         elif isinstance(default, list):
             answers[name] = default[0]
         else:
-            answers[name] = _derived_default(default, answers, folder) if "{" in str(default) else default
+            answers[name] = derived_default(default, answers, folder) if "{" in str(default) else default
     validate_answers(answers)
     return answers
 
 
 def _render(folder: Path, answers: Mapping[str, Any]) -> dict[str, str]:
-    from prefect_etl_blocks.tools.scaffold import render_template
 
     with tempfile.TemporaryDirectory(prefix="prefect-etl-render-") as out:
         return _snapshot(render_template(folder, answers, out))
