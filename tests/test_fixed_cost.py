@@ -477,3 +477,22 @@ def test_a_corrupt_new_file_is_named_and_nothing_is_written(tmp_path: Path) -> N
     typed = ParquetSource(path=str(folder / "[abd].parquet"), expected_schema={"id": "Int32"})
     with pytest.raises(SchemaMismatchError, match="expected Int32"):  # still checked per file
         db.load_parquet(typed, "raw", incremental=True)
+
+
+def test_loading_a_lazy_frame_does_not_resolve_its_schema_to_tell_it_from_files(tmp_path: Path) -> None:
+    """The load asks whether its source is files (a runtime protocol check, which reads every
+    protocol attribute with ``hasattr``); for a LazyFrame that must not resolve the schema
+    (``LazyFrame.columns`` would, with a PerformanceWarning)."""
+    import warnings
+
+    from prefect_etl_blocks.core.loading.sources import is_file_source
+
+    path = tmp_path / "a.parquet"
+    _rows(path, [1, 2])
+    lazy = pl.scan_parquet(path)
+    db = DuckDBConnection(database=str(tmp_path / "w.duckdb"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pl.exceptions.PerformanceWarning)
+        assert not is_file_source(lazy) and not is_file_source(lazy.collect())
+        assert db.load_frame(lazy, "t") == 2
+    assert is_file_source(ParquetSource(path=str(path)))

@@ -22,7 +22,7 @@ from prefect_etl_blocks.core.loading.contracts import OnSchemaChange
 from prefect_etl_blocks.core.loading.engine import LoadResult
 from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions, OnCheckFailure
 from prefect_etl_blocks.core.loading.run import run_load
-from prefect_etl_blocks.core.loading.sources import FileSource
+from prefect_etl_blocks.core.loading.sources import is_file_source
 from prefect_etl_blocks.core.loading.staging import as_source, parquet_source
 from prefect_etl_blocks.core.loading.strategies import LoadMode
 from prefect_etl_blocks.runtime import lineage, transactions
@@ -346,7 +346,7 @@ class LoadMethods:
         lineage. Returns the ``LoadResult`` with ``options.return_result``, else the rows."""
         origin = source
         if options.kind == "plain":  # described before any connection is taken
-            source = parquet_source(source) if isinstance(source, FileSource) else as_source(source)
+            source = parquet_source(source) if is_file_source(source) else as_source(source)
         replayable = not isinstance(origin, pa.RecordBatchReader)  # a stream cannot be read twice
         observed = lineage.in_prefect_run() and not options.dry_run  # a dry run materializes nothing
         shape: dict[str, Any] | None = {} if observed else None

@@ -32,7 +32,7 @@ from prefect_etl_blocks.core.loading.cursor_values import (
 )
 from prefect_etl_blocks.core.loading.engine import LoadResult, load_with, table_exists
 from prefect_etl_blocks.core.loading.options import CreateMode, LoadOptions
-from prefect_etl_blocks.core.loading.sources import FileSource
+from prefect_etl_blocks.core.loading.sources import FileSource, is_file_source
 from prefect_etl_blocks.core.loading.staging import (
     Source,
     as_source,
@@ -128,7 +128,7 @@ def load_cursor_with(
     parts = split_table_name(table)
     ledger.check_user_table(parts, table)
     key = ledger.table_key(con, parts)
-    files = source if isinstance(source, FileSource) else None
+    files = source if is_file_source(source) else None
     src = None if files is not None else as_source(source)
     run = _Cursor(con, table, options, ledger.LedgerEntry(incremental="cursor", cursor_column=options.cursor), key)
     run.stage = f"__petl_cursor_{run.entry.load_id.replace('-', '')}"

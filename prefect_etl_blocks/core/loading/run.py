@@ -29,7 +29,7 @@ from prefect_etl_blocks.core.loading.engine import LoadResult, load_with
 from prefect_etl_blocks.core.loading.incremental_cursor import load_cursor_with
 from prefect_etl_blocks.core.loading.incremental_files import load_files_with
 from prefect_etl_blocks.core.loading.options import LoadOptions
-from prefect_etl_blocks.core.loading.sources import FileSource
+from prefect_etl_blocks.core.loading.sources import is_file_source
 from prefect_etl_blocks.core.loading.staging import parquet_source
 
 
@@ -41,13 +41,13 @@ def run_load(con: duckdb.DuckDBPyConnection, source: Any, table: str, options: L
     if options.kind == "cursor":
         return load_cursor_with(con, source, table, options)
     if options.kind == "files":
-        if not isinstance(source, FileSource):
+        if not is_file_source(source):
             raise LoadConfigError(
                 f"incremental=True loads the new files of a ParquetSource; got a {type(source).__name__}. "
                 "Pass the ParquetSource itself, or use cursor=... for frames."
             )
         return load_files_with(con, source, table, options)
-    if isinstance(source, FileSource):
+    if is_file_source(source):
         source = parquet_source(source)
     return load_with(con, source, table, options)
 

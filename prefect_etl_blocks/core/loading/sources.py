@@ -89,4 +89,14 @@ class FileSource(Protocol):
         ...
 
 
-__all__ = ["FileSource", "ListedFile"]
+__all__ = ["FileSource", "ListedFile", "is_file_source"]
+
+
+def is_file_source(source: Any) -> bool:
+    """``isinstance(source, FileSource)``, answered without touching a frame: a runtime
+    protocol check reads every protocol attribute with ``hasattr``, and ``LazyFrame.columns``
+    resolves the frame's whole schema (a Parquet scan reads its footers for it)."""
+    if isinstance(source, pl.DataFrame | pl.LazyFrame):
+        return False
+    return isinstance(source, FileSource)
+
