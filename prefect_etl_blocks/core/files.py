@@ -151,6 +151,12 @@ def stat_key(info: os.stat_result, now_ns: int) -> str | None:
     """
     if not _CTIME_IS_CHANGE_TIME or info.st_ctime_ns > now_ns - RACY_NS:
         return None
+    return stat_key_of(info)
+
+
+def stat_key_of(info: os.stat_result) -> str:
+    """The key :func:`stat_key` records for ``info``, without its age check: what a recorded
+    key is compared with."""
     return f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}"
 
 
@@ -222,4 +228,5 @@ __all__ = [
     "parquet_footer_sha256",
     "s3_identity",
     "stat_key",
+    "stat_key_of",
 ]

@@ -12,7 +12,12 @@ from typing import Any, Literal
 import duckdb
 
 from prefect_etl_blocks.core.errors import SourceNotFoundError
-from prefect_etl_blocks.core.files import local_footer_stats, local_identity, s3_identity
+from prefect_etl_blocks.core.files import (
+    local_footer_stats,
+    local_identity,
+    s3_identity,
+    stat_key_of,
+)
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
 
 #: ``True``: compare local files' footers, reading those whose stat key moved; ``"always"``:
@@ -91,7 +96,7 @@ def current_identities(listing: list[tuple], known: dict[str, tuple]) -> tuple[l
             and recorded[2] is not None
             and recorded[0] == info.st_size
             and recorded[1] == str(info.st_mtime_ns)
-            and recorded[3] == f"{info.st_dev}:{info.st_ino}:{info.st_ctime_ns}"
+            and recorded[3] == stat_key_of(info)
         ):
             out.append((path, *recorded))
         else:
