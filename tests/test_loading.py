@@ -5,6 +5,7 @@ one file inside a process."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from pathlib import Path
 
@@ -749,3 +750,25 @@ def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path, 
     with pytest.raises(duckdb.IOException, match="not a valid DuckDB database file"):
         connect_waiting(str(garbage), read_only=False, config={}, timeout=20, owner=object())
     assert time.monotonic() - started < 5
+
+
+def test_a_file_finished_between_the_failed_open_and_the_look_is_waited_for(tmp_path: Path) -> None:
+    """The interleaving the lowest CI leg met in test_two_processes_loading_at_once: the open
+    reads a header still being written and fails, then the creator finishes before the
+    failure is looked into. The file now looks complete, but it has changed since the
+    attempt, so the open is tried again; a young complete file that has not moved since the
+    attempt is simply not a database."""
+    from prefect_etl_blocks.core.loading.connections import _being_created, _file_state
+
+    path = tmp_path / "new.duckdb"
+    path.write_bytes(b"\0" * 100)
+    before = _file_state(str(path))
+    ready = tmp_path / "ready.duckdb"
+    duckdb.connect(str(ready)).close()
+    os.replace(ready, path)  # the creator finishes
+    failure = duckdb.IOException(f'The file "{path}" exists, but it is not a valid DuckDB database file!')
+    assert _being_created(str(path), failure, before)
+    assert not _being_created(str(path), failure, _file_state(str(path)))
+    assert _being_created(str(path), failure, None)  # there was no file when the attempt began
+    lock_conflict = duckdb.IOException("Could not set lock on file: Conflicting lock is held")
+    assert not _being_created(str(path), lock_conflict, before)

@@ -126,11 +126,12 @@ def connect_waiting(
     try:
         delay = 0.02
         while True:
+            before = _file_state(path)
             try:
                 return duckdb.connect(path, read_only=read_only, config=dict(config))
             except duckdb.IOException as exc:
                 if LOCK_CONFLICT not in str(exc):
-                    if _being_created(path, exc) and time.monotonic() < deadline:
+                    if _being_created(path, exc, before) and time.monotonic() < deadline:
                         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                         delay = min(delay * 1.6, 0.5)
                         continue
@@ -159,24 +160,40 @@ _NOT_A_DATABASE = "not a valid DuckDB database file"
 _MAGIC, _MAGIC_START, _MAGIC_END = b"DUCK", 8, 12
 
 
-def _being_created(path: str, exc: BaseException) -> bool:
-    """Whether ``exc`` says ``path`` is not a database because another process is creating
-    it: several processes opening a new file at once, one of them still writing the header.
-    Such a file was written moments ago and is shorter than the header, or has the header's
-    room but not yet its magic bytes (``DUCK`` after the 8-byte checksum: the room may be
-    allocated before it is written); an old or complete file that is not a database fails at
-    once."""
-    if _NOT_A_DATABASE not in str(exc):
-        return False
+def _file_state(path: str) -> tuple[int, int] | None:
+    """``path``'s size and mtime (ns), ``None`` when it does not exist."""
     try:
         info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _being_created(path: str, exc: BaseException, before: tuple[int, int] | None) -> bool:
+    """Whether ``exc`` says ``path`` is not a database because another process is creating
+    it: several processes opening a new file at once, one of them still writing the header.
+
+    ``before`` is the file's size and mtime just before the failed attempt. Such a file was
+    written moments ago, and has changed since that look (the creator may have finished
+    between the failure and now, so what the file holds now says nothing of what the attempt
+    read), or is still shorter than the header or without its magic bytes (``DUCK`` after
+    the 8-byte checksum: the room may be allocated before it is written). An old file, or a
+    complete one that has not moved, is not a database and fails at once."""
+    if _NOT_A_DATABASE not in str(exc):
+        return False
+    now = _file_state(path)
+    if now is None:
+        return True  # gone again: the creator rolled back; opening anew creates it
+    if time.time_ns() - now[1] >= 10 * 1_000_000_000:
+        return False
+    if now != before:
+        return True
+    try:
         with open(path, "rb") as f:
             magic = f.read(_MAGIC_END)[_MAGIC_START:]
     except OSError:
-        return True  # gone again: the creator rolled back; opening anew creates it
-    if time.time() - info.st_mtime >= 10:
-        return False
-    return info.st_size < _HEADER_BYTES or magic != _MAGIC
+        return True
+    return now[0] < _HEADER_BYTES or magic != _MAGIC
 
 
 def close_connection(con: duckdb.DuckDBPyConnection, path: str | None, owner: Any) -> None:
