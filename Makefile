@@ -13,10 +13,15 @@ include mk/lowest.mk
 
 .PHONY: install demo test test-fast bench docs docs-serve lint clean chromium system-deps
 
-$(STAMP): pyproject.toml
+# Installed with uv (pip-installed into the venv first): a cold install takes about 10 s where
+# pip's resolver takes about 2 minutes, and CI builds three venvs. ci/constraints-newest.txt keeps
+# uv's choices to pip's where the two resolvers differ. The venv keeps its own pip, upgraded, for
+# the tests that pip-install generated projects and wheels.
+$(STAMP): pyproject.toml ci/constraints-newest.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,dask,docs,bench]'
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --upgrade-package pip \
+	  -c ci/constraints-newest.txt pip -e '.[dev,dask,docs,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

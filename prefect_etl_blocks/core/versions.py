@@ -74,7 +74,7 @@ class KnownBadCombination:
 TESTED: tuple[TestedRange, ...] = (
     TestedRange("prefect", "3.8.0", "3.9.1", "the oldest Prefect 3 release the suite is run on"),
     TestedRange(
-        "prefect-aws", "0.5.3", "0.5.13",
+        "prefect-aws", "0.5.3", "0.5.16",
         "0.5.3 adds S3Bucket.aread_path/awrite_path, the async API S3ResultStorage inherits",
     ),
     TestedRange(
