@@ -221,76 +221,47 @@ def _append_rows(lakes: _Lakes, loads: int) -> list[dict[str, Any]]:
 
 
 def _incremental_rows(lakes: _Lakes, files: int, repeats: int) -> list[dict[str, Any]]:
-    from benchmarks.bench_fixed_cost import (
-        _age_past_the_racy_margin,
-        native_insert,
-        write_new_files,
+    from benchmarks.bench_fixed_cost import incremental_rows_in
+
+    return incremental_rows_in(
+        lakes.root / "files", files,
+        lambda source, mode, start: _incremental_mode(lakes, source, mode, files, start, repeats),
     )
-    from benchmarks.bench_incremental import ROWS as FILE_ROWS
-    from benchmarks.bench_incremental import _write
-    from prefect_etl_blocks import ParquetSource
 
-    folder = lakes.root / "files"
-    folder.mkdir()
-    for i in range(files):
-        _write(folder, i)
-    _age_past_the_racy_margin()
-    source = ParquetSource(path=str(folder))
-    out: list[dict[str, Any]] = []
-    next_index = files
-    for mode in ("fresh", "held"):
-        inc_name, full_name, native_name = (lakes.make(f"{mode}_{n}") for n in ("inc", "full", "native"))
-        lakes.ours(inc_name).load_parquet(source, "inc", incremental=True)
-        lakes.ours(full_name).load_parquet(source, "full", mode="replace")
-        con = lakes.native(native_name)
-        con.execute("CREATE TABLE native AS SELECT * FROM read_parquet($g)", {"g": str(folder / "*.parquet")})
-        con.close()
-        inc_block, full_block = lakes.ours(inc_name), lakes.ours(full_name)
 
-        def block(which: Any, name: str, mode: str = mode) -> Any:
-            return lakes.ours(name) if mode == "fresh" else which
+def _incremental_mode(
+    lakes: _Lakes, source: Any, mode: str, files: int, next_index: int, repeats: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One mode of the incremental rows (bench_fixed_cost.incremental_repeats), on lakes."""
+    from benchmarks.bench_fixed_cost import incremental_repeats, incremental_result_rows
 
-        held_native = lakes.native(native_name) if mode == "held" else None
-        inc, noop, native, full = [], [], [], []
-        with contextlib.ExitStack() as stack:
-            if mode == "held":
-                stack.enter_context(inc_block)
-                stack.enter_context(full_block)
-            for i in range(repeats):
-                started = time.perf_counter()
-                block(full_block, full_name).load_parquet(source, "full", mode="replace")
-                full.append(time.perf_counter() - started)
-                new, next_index = write_new_files(folder, next_index)
+    inc_name, full_name, native_name = (lakes.make(f"{mode}_{n}") for n in ("inc", "full", "native"))
+    lakes.ours(inc_name).load_parquet(source, "inc", incremental=True)
+    lakes.ours(full_name).load_parquet(source, "full", mode="replace")
+    con = lakes.native(native_name)
+    con.execute("CREATE TABLE native AS SELECT * FROM read_parquet($g)", {"g": str(Path(source.path) / "*.parquet")})
+    con.close()
+    inc_block, full_block = lakes.ours(inc_name), lakes.ours(full_name)
 
-                def native_append(new: list[str] = new, held: Any = held_native, name: str = native_name) -> None:
-                    native_insert(held or lakes.native(name), new, close=held is None)
+    def block(which: Any, name: str) -> Any:
+        return lakes.ours(name) if mode == "fresh" else which
 
-                def ours_append(inc_block: Any = inc_block, inc_name: str = inc_name) -> None:
-                    assert block(inc_block, inc_name).load_parquet(source, "inc", incremental=True) == NEW * FILE_ROWS
-
-                steps = [(inc, ours_append), (native, native_append)]
-                for acc, fn in steps if i % 2 == 0 else steps[::-1]:
-                    started = time.perf_counter()
-                    fn()
-                    acc.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                assert block(inc_block, inc_name).load_parquet(source, "inc", incremental=True) == 0
-                noop.append(time.perf_counter() - started)
-        if held_native is not None:
-            held_native.close()
-        full_s, inc_s, noop_s, native_s = (statistics.median(x) for x in (full, inc, noop, native))
-        label = "fresh block per load" if mode == "fresh" else "held connection"
-        baseline = f"full reload (replace), {label}"
-        out += [
-            {"name": f"incremental, {NEW} new of {files} files x {FILE_ROWS:,} rows, {label}", "baseline": baseline,
-             "seconds": inc_s, "baseline_seconds": full_s, "ratio": inc_s / full_s, "target": 0.02,
-             "native_seconds": native_s},
-            {"name": f"native floor: INSERT of {NEW} new files + COMMIT, {label}", "baseline": baseline,
-             "seconds": native_s, "baseline_seconds": full_s, "ratio": native_s / full_s},
-            {"name": f"incremental, nothing new, {files} files, {label}", "baseline": baseline,
-             "seconds": noop_s, "baseline_seconds": full_s, "ratio": noop_s / full_s, "target": 0.01},
-        ]
-    return out
+    held_native = lakes.native(native_name) if mode == "held" else None
+    with contextlib.ExitStack() as stack:
+        if mode == "held":
+            stack.enter_context(inc_block)
+            stack.enter_context(full_block)
+        times, next_index = incremental_repeats(
+            Path(source.path), next_index, repeats,
+            full_load=lambda: block(full_block, full_name).load_parquet(source, "full", mode="replace"),
+            ours_load=lambda: block(inc_block, inc_name).load_parquet(source, "inc", incremental=True),
+            native_con=lambda: (held_native or lakes.native(native_name), held_native is None),
+            native_open=None if held_native else lambda: lakes.native(native_name).close(),
+        )
+    if held_native is not None:
+        held_native.close()
+    label = "fresh block per load" if mode == "fresh" else "held connection"
+    return incremental_result_rows(times, files, label, "connect + LOAD + ATTACH + close"), next_index
 
 
 # ----------------------------------------------------------------------------- profile
