@@ -496,3 +496,39 @@ def test_loading_a_lazy_frame_does_not_resolve_its_schema_to_tell_it_from_files(
         assert not is_file_source(lazy) and not is_file_source(lazy.collect())
         assert db.load_frame(lazy, "t") == 2
     assert is_file_source(ParquetSource(path=str(path)))
+
+
+def test_a_local_listing_runs_beside_the_catalog_reads_and_its_errors_reach_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local source is listed on a thread while the load reads the catalog and the manifest
+    (``file_manifest.ListingAhead``): the load still sees every file, what the listing raises
+    reaches the caller with the table and ledger as they were, and no listing thread outlives
+    its load."""
+    import threading
+
+    from prefect_etl_blocks.errors import SourceNotFoundError
+
+    folder = tmp_path / "data"
+    _parquet(folder / "a.parquet", [1, 2])
+    db = DuckDBConnection(database=str(tmp_path / "w.duckdb"))
+    source = ParquetSource(path=str(folder))
+    listed_on: list[str] = []
+    original = ParquetSource.list_paths
+
+    def watched(self: ParquetSource) -> list[str]:
+        listed_on.append(threading.current_thread().name)
+        return original(self)
+
+    monkeypatch.setattr(ParquetSource, "list_paths", watched)
+    assert db.load_parquet(source, "raw", incremental=True) == 2
+    _parquet(folder / "b.parquet", [3])
+    assert db.load_parquet(source, "raw", incremental=True) == 1
+    assert listed_on == ["prefect-etl-listing"] * 2
+    (folder / "a.parquet").unlink()
+    (folder / "b.parquet").unlink()
+    with pytest.raises(SourceNotFoundError, match="matched no Parquet files"):
+        db.load_parquet(source, "raw", incremental=True)
+    assert sorted(db.query("SELECT id FROM raw")["id"].to_list()) == [1, 2, 3]
+    assert db.load_history("raw").height == 2
+    assert not [t for t in threading.enumerate() if t.name == "prefect-etl-listing"]

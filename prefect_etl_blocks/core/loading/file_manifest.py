@@ -7,6 +7,7 @@ recorded by earlier versions renamed to their identity).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Literal
 
 import duckdb
@@ -63,6 +64,49 @@ def listed(source: Any, content_check: ContentCheck) -> list[tuple]:
                 "load again once the files stopped changing."
             ) from exc
     return out
+
+
+class ListingAhead:
+    """:func:`listed` of a local source, taken on a thread while the load reads the catalog and
+    the manifest: a folder walk and a ``stat`` per file are system calls, which release the GIL
+    as DuckDB's queries do, so on a nothing-new run the two overlap instead of adding up. A
+    remote source is listed at once, before the load's transaction, whose catalog and snapshot
+    its network I/O (slow, retried) must not hold open.
+
+    :meth:`result` waits for the listing and raises what it raised; :meth:`wait` waits without
+    either (for a load that failed before it needed the listing).
+    """
+
+    def __init__(self, source: Any, content_check: ContentCheck) -> None:
+        self._listing: list[tuple] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if source.is_remote:
+            self._listing = listed(source, content_check)
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(source, content_check), name="prefect-etl-listing", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, source: Any, content_check: ContentCheck) -> None:
+        try:
+            self._listing = listed(source, content_check)
+        except BaseException as exc:  # re-raised by result(), in the load's thread
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> list[tuple]:
+        """The listing (see :func:`listed`)."""
+        self.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        assert self._listing is not None
+        return self._listing
 
 
 def listed_identities(source: Any, content_check: ContentCheck) -> list[tuple]:
@@ -220,6 +264,7 @@ def read_manifest(
 
 __all__ = [
     "ContentCheck",
+    "ListingAhead",
     "add_footers",
     "current_identities",
     "file_identity",

@@ -28,9 +28,9 @@ from prefect_etl_blocks.core.loading.contracts import (
 )
 from prefect_etl_blocks.core.loading.engine import LoadResult, load_with
 from prefect_etl_blocks.core.loading.file_manifest import (
+    ListingAhead,
     add_footers,
     current_identities,
-    listed,
     migrate_paths,
     read_manifest,
     unchanged,
@@ -234,6 +234,20 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
     started = time.perf_counter()
     parts = split_table_name(table)
     ledger.check_user_table(parts, table)
+    # The listing: a remote one before the transaction (I/O that may be slow or retried), a
+    # local one on a thread beside the catalog and manifest reads. The footers of local files
+    # are read inside the transaction, against the manifest: only those it cannot vouch for.
+    ahead = ListingAhead(source, options.content_check)
+    try:
+        return _load_listed(con, source, table, parts, options, ahead, started)
+    finally:
+        ahead.wait()
+
+
+def _load_listed(
+    con: duckdb.DuckDBPyConnection, source: FileSource, table: str, parts: list[str],
+    options: LoadOptions, ahead: ListingAhead, started: float,
+) -> LoadResult:
     # The table as DuckDB resolves the name (``t``, ``main.t`` and ``w.main.t`` are one), spelled
     # in full from here on so that the engine cannot read a catalog as a schema.
     ref = ledger.resolve(con, parts)
@@ -241,15 +255,12 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
         con, table, options, [ref.catalog, ref.schema, ref.name], ref,
         ledger.LedgerEntry(incremental="files"), options.lineage_column,
     )
-    # Outside the transaction: the listing, I/O that may be slow or retried. The footers of
-    # local files are read inside it, against the manifest: only those it cannot vouch for.
-    listing = listed(source, options.content_check)
-    hive = source.hive_partitioning
-    if hive is None:
-        hive = source._hive_default([f[0] for f in listing])
     with transaction(con):
-        to_read = _sort_out(run, listing)
+        to_read = _sort_out(run, ahead)
         if to_read:
+            hive = source.hive_partitioning
+            if hive is None:
+                hive = source._hive_default([f[0] for f in ahead.result()])
             _record_files(run, to_read)
             rescannable = options.strategy == "append" and not options.checks
             try:
@@ -272,10 +283,10 @@ def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: s
     )
 
 
-def _sort_out(run: _Files, listing: list[tuple]) -> list[tuple]:
+def _sort_out(run: _Files, ahead: ListingAhead) -> list[tuple]:
     """Hold the listed files against the manifest: refuse what cannot be loaded exactly once,
     forget changed and (with ``on_missing_file="delete"``) vanished files with their rows, and
-    return the files to read."""
+    return the files to read. The listing is waited for once the manifest is read."""
     con, key, table = run.con, run.key, run.table
     found = run.found = probe(con, run.parts)  # the table and the state, in one catalog query
     exists = found.table_exists
@@ -299,6 +310,7 @@ def _sort_out(run: _Files, listing: list[tuple]) -> list[tuple]:
         known = read_manifest(con, state, key)[0]
     if exists:
         run.lineage = _table_lineage(con, run.target, table, run.lineage, bool(known))
+    listing = ahead.result()
     listed = {f[0] for f in listing}
     known = migrate_paths(con, state, key, known, listed, run.target if exists else None, run.lineage)
     # Files the manifest vouches for (same size, mtime and stat key) are unchanged and their
