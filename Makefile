@@ -14,13 +14,15 @@ include mk/lowest.mk
 .PHONY: install demo test test-fast bench docs docs-serve lint clean chromium system-deps
 
 # Installed with uv (pip-installed into the venv first): a cold install takes about 10 s where
-# pip's resolver takes about 2 minutes, and CI builds three venvs. ci/constraints-newest.txt keeps
-# uv's choices to pip's where the two resolvers differ. The venv keeps its own pip, upgraded, for
-# the tests that pip-install generated projects and wheels.
+# pip's resolver takes about 2 minutes, and CI builds three venvs. --compile-bytecode, because uv
+# writes no .pyc files and this machine sets PYTHONDONTWRITEBYTECODE=1: without them every process
+# compiles every module it imports (importing prefect_etl_blocks with prefect_aws and Prefect's test
+# utilities took 10 s instead of 5). ci/constraints-newest.txt keeps prefect-aws on the 0.5 line.
+# The venv keeps its own pip, upgraded, for the tests that pip-install generated projects and wheels.
 $(STAMP): pyproject.toml ci/constraints-newest.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --upgrade-package pip \
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --upgrade-package pip \
 	  -c ci/constraints-newest.txt pip -e '.[dev,dask,docs,bench]'
 	touch $(STAMP)
 

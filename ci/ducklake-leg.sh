@@ -28,7 +28,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ ci/constraints-newe
   # The [ducklake] extra pins the same set; they are also named here so the leg works on a
   # checkout whose pyproject.toml predates the extra. uv, as for the other venvs: seconds, not
   # minutes.
-  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --upgrade-package pip \
+  "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" --upgrade-package pip \
     -c ci/constraints-newest.txt pip \
     -e '.[dev,dask,ducklake]' \
     "duckdb==$DUCKDB_VERSION" \

@@ -8,7 +8,9 @@
 # version checks. The newest leg (.venv) runs everything; the DuckLake leg runs DuckDB 1.5.5.
 #
 # Usage: ci/lowest-leg.sh [extra pytest args]      (make test-lowest runs it)
-# Installs with uv (from the package index, into the venv): much faster than pip's resolver.
+# Installs with uv (from the package index, into the venv): much faster than pip's resolver;
+# --compile-bytecode, as uv writes no .pyc files and PYTHONDONTWRITEBYTECODE may be set: every
+# process would otherwise compile every module it imports (twice the import time).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"  # repository root, telemetry off, PYTHON
 
@@ -36,7 +38,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ "$CONSTRAINTS" -nt 
   started=$SECONDS
   test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
   test -x "$VENV/bin/uv" || "$VENV/bin/python" -m pip install --quiet uv
-  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[dev]' -c "$CONSTRAINTS"
+  "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" -e '.[dev]' -c "$CONSTRAINTS"
   touch "$STAMP"
   echo "lowest leg: installed in $((SECONDS - started)) s"
 fi

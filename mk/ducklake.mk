@@ -10,7 +10,7 @@ DUCKLAKE_STAMP := $(DUCKLAKE_VENV)/.installed-$(DUCKLAKE_DUCKDB)
 $(DUCKLAKE_STAMP): pyproject.toml ci/constraints-newest.txt
 	test -x $(DUCKLAKE_VENV)/bin/python || $(PYTHON) -m venv $(DUCKLAKE_VENV)
 	test -x $(DUCKLAKE_VENV)/bin/uv || $(DUCKLAKE_VENV)/bin/python -m pip install --quiet uv
-	$(DUCKLAKE_VENV)/bin/uv pip install --quiet --python $(DUCKLAKE_VENV)/bin/python \
+	$(DUCKLAKE_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(DUCKLAKE_VENV)/bin/python \
 	  --upgrade-package pip -c ci/constraints-newest.txt pip -e '.[dev,dask,ducklake]' \
 	  'duckdb==$(DUCKLAKE_DUCKDB)' 'duckdb-extension-ducklake==$(DUCKLAKE_DUCKDB)' \
 	  'duckdb-extension-postgres-scanner==$(DUCKLAKE_DUCKDB)' 'duckdb-extension-httpfs==$(DUCKLAKE_DUCKDB)'
