@@ -15,8 +15,8 @@ db:``), each against native DuckDB doing the same SQL the same way.
   ... read_parquet([new files]); COMMIT``), knowing which are new. Then nothing new, three
   times: right after that load (its 10 files, younger than the racy margin, are opened again),
   and past the margin (``_age_past_the_racy_margin``): the first run records their stat keys,
-  the second is the steady state of a scheduled run (the targeted row). Its native floor, with
-  a fresh block, is ``duckdb.connect`` + ``close``.
+  the next ``STEADY_RUNS`` are the steady state of a scheduled run (the targeted row). Its
+  native floor, with a fresh block, is ``duckdb.connect`` + ``close``.
 * ``profile:`` rows: where a fresh-block 1-row append and a fresh-block incremental run with
   nothing new spend their time (milliseconds per load, inclusive spans; see docs/benchmarks.md).
 

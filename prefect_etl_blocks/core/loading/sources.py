@@ -89,9 +89,6 @@ class FileSource(Protocol):
         ...
 
 
-__all__ = ["FileSource", "ListedFile", "is_file_source"]
-
-
 def is_file_source(source: Any) -> bool:
     """``isinstance(source, FileSource)``, answered without touching a frame: a runtime
     protocol check reads every protocol attribute with ``hasattr``, and ``LazyFrame.columns``
@@ -100,3 +97,5 @@ def is_file_source(source: Any) -> bool:
         return False
     return isinstance(source, FileSource)
 
+
+__all__ = ["FileSource", "ListedFile", "is_file_source"]
