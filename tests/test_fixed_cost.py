@@ -532,3 +532,113 @@ def test_a_local_listing_runs_beside_the_catalog_reads_and_its_errors_reach_the_
     assert sorted(db.query("SELECT id FROM raw")["id"].to_list()) == [1, 2, 3]
     assert db.load_history("raw").height == 2
     assert not [t for t in threading.enumerate() if t.name == "prefect-etl-listing"]
+
+
+#: What a catalog may hold for the probe: each state table missing, present, or (the ledger)
+#: an older one with fewer columns; the target missing, a table, a view, a view or a table with
+#: a column named ``rowid``, a table with columns named as the probe's aliases, or a table
+#: spelled in another case.
+TARGET_SHAPES = ("missing", "table", "view", "rowid view", "rowid table", "alias columns", "other case", "schema only")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    state=st.fixed_dictionaries({name: st.sampled_from(("missing", "present", "older")) for name in ("loads", "files", "cursors")}),
+    shape=st.sampled_from(TARGET_SHAPES),
+    schema=st.sampled_from(("main", "Sales", "odd name")),
+    outer=st.booleans(),
+)
+def test_the_bound_probe_answers_as_the_catalog_scan_and_a_failed_bind_leaves_the_transaction_usable(
+    state: dict[str, str], shape: str, schema: str, outer: bool
+) -> None:
+    """``catalog.probe`` binds the target and the state tables in one statement that never runs
+    and scans ``duckdb_tables()`` only when that bind fails. Its answer must be the scan's for
+    every catalog (a view or a table with a ``rowid`` column is not taken for a plain table, an
+    older ledger is seen as older), the columns it reports must be the table's, and a failed
+    bind inside an open transaction must leave that transaction usable (a failed ``execute``
+    aborts it on DuckDB 2.0)."""
+    from prefect_etl_blocks.core.loading import catalog, ledger
+    from prefect_etl_blocks.core.loading.contracts import relation_types
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE kept (x INTEGER)")
+    if any(v != "missing" for v in state.values()):
+        con.execute(f"CREATE SCHEMA {ledger.STATE_SCHEMA}")
+    for name, how in state.items():
+        if how != "missing":
+            columns = ledger._DDL[name] if how == "present" else "table_name VARCHAR, load_id VARCHAR"
+            con.execute(f"CREATE TABLE {ledger.STATE_SCHEMA}.{name} ({columns})")
+    quoted = f'"{schema}"'
+    if shape != "missing" and schema != "main":
+        con.execute(f"CREATE SCHEMA {quoted}")
+    made = {
+        "table": f'CREATE TABLE {quoted}."Orders" (id INTEGER, "Amount €" DECIMAL(10, 2))',
+        "view": f'CREATE VIEW {quoted}."Orders" AS SELECT 1 AS id',
+        "rowid view": f'CREATE VIEW {quoted}."Orders" AS SELECT 1 AS rowid, 2 AS id',
+        "rowid table": f'CREATE TABLE {quoted}."Orders" (rowid INTEGER, id INTEGER)',
+        "alias columns": f'CREATE TABLE {quoted}."Orders" (s0 INTEGER, t VARCHAR, s1 INTEGER)',
+        "other case": f'CREATE TABLE {quoted}."ORDERS" (id INTEGER)',
+    }.get(shape)
+    if made:
+        con.execute(made)
+    parts = ["memory", schema, "Orders"]
+    if outer:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO kept VALUES (1)")
+    found = catalog.probe(con, parts)
+    scanned = catalog._scanned(con, parts)
+    assert (found.schema_exists, found.table_exists, found.state_tables, found.loads_columns, found.files_columns) == (
+        scanned.schema_exists, scanned.table_exists, scanned.state_tables, scanned.loads_columns, scanned.files_columns
+    )
+    if found.columns is not None:
+        assert list(found.columns) == relation_types(con, ".".join(f'"{p}"' for p in parts))
+    expect_bound = shape in ("table", "alias columns", "other case") and all(v != "missing" for v in state.values())
+    assert (found.columns is not None) == expect_bound
+    if outer:
+        con.execute("INSERT INTO kept VALUES (2)")
+        con.execute("COMMIT")
+        assert con.sql("SELECT x FROM kept ORDER BY x").fetchall() == [(1,), (2,)]
+
+
+def test_a_load_into_a_new_table_joins_an_open_transaction_after_its_probe_bind_failed(tmp_path: Path) -> None:
+    """The probe of a table that does not exist yet fails to bind inside the caller's open
+    transaction; the load must still join it, and the caller's commit must keep both loads."""
+    from prefect_etl_blocks.core.loading import load, transaction
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    load(con, pl.DataFrame({"id": [1]}), "orders")
+    with transaction(con):
+        load(con, pl.DataFrame({"id": [2]}), "orders", mode="append")
+        assert load(con, pl.DataFrame({"id": [1], "qty": [3]}), "order_lines").created
+    assert con.sql("SELECT id FROM orders ORDER BY id").fetchall() == [(1,), (2,)]
+    assert con.sql("SELECT id, qty FROM order_lines").fetchall() == [(1, 3)]
+    assert con.sql("SELECT count(*) FROM _prefect_etl.loads").fetchall() == [(3,)]
+
+
+@pytest.mark.parametrize("name", ["raw", "main.raw", "w.raw", "w.main.raw", "other.raw", "other.main.raw", "sales.raw"])
+def test_an_incremental_load_joins_an_open_transaction_for_every_spelling_of_its_table(tmp_path: Path, name: str) -> None:
+    """An incremental load takes the transaction id its name's resolution saw
+    (``ledger.resolve_with_txid``) instead of asking ``in_transaction``: inside the caller's
+    open transaction it must join it (the caller's rollback takes its rows and manifest away),
+    and outside one it must commit on its own, whatever the spelling of the table (the
+    resolution runs a different statement for one, two and three parts)."""
+    from prefect_etl_blocks.core.loading import transaction
+
+    folder = tmp_path / "data"
+    _parquet(folder / "a.parquet", [1, 2])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    con.execute("CREATE SCHEMA sales")
+    source = ParquetSource(path=str(folder))
+    with pytest.raises(RuntimeError, match="the caller gives up"):
+        with transaction(con):
+            assert load_new_files(con, source, name).inserted == 2
+            raise RuntimeError("the caller gives up")
+    catalog = "other" if name.startswith("other.") else "w"
+    assert con.sql(f"SELECT count(*) FROM duckdb_tables() WHERE database_name = '{catalog}' AND table_name = 'raw'").fetchall() == [(0,)]
+    assert load_new_files(con, source, name).inserted == 2  # on its own: commits
+    con.close()
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    assert load_new_files(con, source, name).inserted == 0
+    assert con.sql(f"SELECT count(*) FROM {name}").fetchall() == [(2,)]

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from prefect_etl_blocks.core.identifiers import quote_identifier
 from prefect_etl_blocks.core.loading import ledger
 from prefect_etl_blocks.core.loading.connections import first_row as _first
 
@@ -98,6 +99,9 @@ class Probe:
     loads_columns: int | None
     #: The manifest's (``_prefect_etl.files``) column count, ``None`` without one.
     files_columns: int | None = None
+    #: The target's ``(column, DuckDBPyType)`` pairs, in order, when the probe bound it
+    #: (``None``: not known, ask :func:`~prefect_etl_blocks.core.loading.contracts.relation_types`).
+    columns: tuple[tuple[str, Any], ...] | None = None
 
     @property
     def state_is_current(self) -> bool:
@@ -109,7 +113,40 @@ def probe(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe:
     """:func:`schema_exists` and :func:`table_exists` of the table named in full by ``parts``
     (``[catalog, schema, table]``, as :func:`~prefect_etl_blocks.core.loading.ledger.resolve`
     gives them), and the state tables of catalog ``parts[0]``, in one catalog query instead of
-    one each. Ask it inside the load's transaction, as those functions are."""
+    one each. Ask it inside the load's transaction, as those functions are.
+
+    The usual answer (the table and every state table there) comes from binding them all in one
+    statement that is never run, which also gives the table's columns: a catalog scan
+    (``duckdb_tables()``) reads every table's entry, and on a DuckLake fetches every table's
+    statistics from the catalog database. Only when that bind fails is the catalog scanned. The
+    bind is made as a relation (``con.sql``), whose failure leaves an open transaction usable
+    (a failed ``execute`` aborts it on DuckDB 2.0)."""
+    bound = _bound(con, parts)
+    return bound if bound is not None else _scanned(con, parts)
+
+
+def _bound(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe | None:
+    """The probe's answer when the target is a base table and every state table exists; else
+    ``None``. The state tables are selected as ``STRUCT`` s of their columns (whose types give
+    the column counts) in one statement, the target in another, so none of its columns can
+    shadow a table's alias. ``rowid`` binds on base tables only, so a view of the name is not
+    taken for a table (a table with a column called ``rowid`` is sent to the scan)."""
+    state = ".".join(quote_identifier(p) for p in (parts[0], ledger.STATE_SCHEMA))
+    tables = [f"{state}.{quote_identifier(name)} AS s{i}" for i, name in enumerate(ledger.STATE_TABLES)]
+    structs = ", ".join(f"s{i}" for i in range(len(tables)))
+    try:
+        kinds = con.sql(f"SELECT {structs} FROM {', '.join(tables)} LIMIT 0").types
+        counts = dict(zip(ledger.STATE_TABLES, (len(kind.children) for kind in kinds), strict=True))
+        bound = con.sql(f"SELECT *, rowid FROM {'.'.join(quote_identifier(p) for p in parts)} LIMIT 0")
+        columns = tuple(zip(bound.columns[:-1], bound.types[:-1], strict=True))
+    except (duckdb.CatalogException, duckdb.BinderException, duckdb.InvalidInputException):
+        return None  # a table missing, a view, or a state table not ours
+    if any(name.casefold() == "rowid" for name, _ in columns):
+        return None
+    return Probe(True, True, len(tables), counts["loads"], counts["files"], columns)
+
+
+def _scanned(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe:
     catalog, schema, name = parts
     # One pass over duckdb_tables() of the one catalog, returning the few rows that matter (the
     # state tables and the target): each scan costs more than the query around it, and

@@ -219,14 +219,16 @@ def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
 
 @contextmanager
 def transaction(
-    con: duckdb.DuckDBPyConnection, joined: Callable[[duckdb.DuckDBPyConnection], bool] | None = None
+    con: duckdb.DuckDBPyConnection, joined: Callable[[duckdb.DuckDBPyConnection], bool] | None = None,
+    *, txid_before: int | None = None,
 ) -> Iterator[bool]:
     """Run the body in a transaction on ``con``: COMMIT on success, ROLLBACK on any error.
 
     When ``con`` is already inside a transaction the body joins it (yields ``False``) and the
     outer owner commits or rolls back, so a load can be one step of a larger unit of work.
     ``joined`` asks that question when :func:`in_transaction` cannot (a DuckLake as the
-    default catalog).
+    default catalog). ``txid_before``: the ``txid_current()`` of the statement run on ``con``
+    just before (nothing else in between), which :func:`in_transaction` then need not ask.
 
     Example:
         ```python
@@ -240,7 +242,13 @@ def transaction(
             load(con, pl.DataFrame({"id": [1], "qty": [2]}), "order_lines")
         ```
     """
-    if (joined or in_transaction)(con):
+    if joined is not None:
+        inside = joined(con)
+    elif txid_before is not None:
+        inside = con.execute("SELECT txid_current()").fetchall()[0][0] == txid_before
+    else:
+        inside = in_transaction(con)
+    if inside:
         yield False
         return
     con.execute("BEGIN TRANSACTION").fetchall()

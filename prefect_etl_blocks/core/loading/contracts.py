@@ -224,14 +224,17 @@ def plan_schema(
     staged: str,
     on_schema_change: str,
     reserved: Sequence[str] = (),
+    target_columns: Sequence[tuple[str, Any]] | None = None,
 ) -> SchemaPlan:
     """Compare the staged data with the target table and decide, or refuse with
     :class:`SchemaMismatchError` (nothing has been changed when it raises).
 
     ``reserved`` are table columns the strategy fills itself (SCD2 validity columns); they
-    are neither "missing" nor dropped.
+    are neither "missing" nor dropped. ``target_columns``: the target's columns as
+    :func:`relation_types` gives them, when the load's transaction already read them (its
+    catalog probe), so they are not asked again.
     """
-    table_cols = relation_types(con, target)
+    table_cols = list(target_columns) if target_columns is not None else relation_types(con, target)
     data_cols = relation_types(con, staged)
     reserved_f = {r.casefold() for r in reserved}
     by_name = {c.casefold(): (c, t) for c, t in table_cols if c.casefold() not in reserved_f}

@@ -291,6 +291,7 @@ def _write(
             f'Table "{table}" already exists. Use mode="replace" to replace it or '
             'mode="append" to add rows.'
         )
+    t.columns = found.columns
     view = plan.src.register(con)
     split = None
     try:

@@ -117,12 +117,15 @@ def _name_the_corrupt_file(source: Any, paths: list[str]) -> None:
 
 
 def _table_lineage(
-    con: duckdb.DuckDBPyConnection, target: str, table: str, lineage: str | None, has_rows: bool
+    con: duckdb.DuckDBPyConnection, target: str, table: str, lineage: str | None, has_rows: bool,
+    found: Probe | None = None,
 ) -> str | None:
     """The lineage column to use for an existing table: the one asked for, or, when none was,
     :data:`LINEAGE_COLUMN` if the table was created with it. Asking for a column the table lacks
-    while files are already loaded is refused: their rows could never be traced."""
-    columns = {c.casefold() for c, _ in relation_types(con, target)}
+    while files are already loaded is refused: their rows could never be traced. ``found``: the
+    load's probe, whose bind may already know the table's columns."""
+    known = found.columns if found is not None else None
+    columns = {c.casefold() for c, _ in (known if known is not None else relation_types(con, target))}
     if lineage is None:
         return LINEAGE_COLUMN if LINEAGE_COLUMN in columns else None
     if has_rows and lineage.casefold() not in columns:
@@ -250,12 +253,12 @@ def _load_listed(
 ) -> LoadResult:
     # The table as DuckDB resolves the name (``t``, ``main.t`` and ``w.main.t`` are one), spelled
     # in full from here on so that the engine cannot read a catalog as a schema.
-    ref = ledger.resolve(con, parts)
+    ref, txid = ledger.resolve_with_txid(con, parts)
     run = _Files(
         con, table, options, [ref.catalog, ref.schema, ref.name], ref,
         ledger.LedgerEntry(incremental="files"), options.lineage_column,
     )
-    with transaction(con):
+    with transaction(con, txid_before=txid):  # the resolution's statement was the last one
         to_read = _sort_out(run, ahead)
         if to_read:
             hive = source.hive_partitioning
@@ -309,7 +312,7 @@ def _sort_out(run: _Files, ahead: ListingAhead) -> list[tuple]:
         ledger.migrate_keys(con, run.ref)
         known = read_manifest(con, state, key)[0]
     if exists:
-        run.lineage = _table_lineage(con, run.target, table, run.lineage, bool(known))
+        run.lineage = _table_lineage(con, run.target, table, run.lineage, bool(known), found)
     listing = ahead.result()
     listed = {f[0] for f in listing}
     known = migrate_paths(con, state, key, known, listed, run.target if exists else None, run.lineage)

@@ -82,6 +82,8 @@ _DDL = {
         "mark_type VARCHAR, load_id VARCHAR, updated_at TIMESTAMP"
     ),
 }
+#: The state tables a catalog holds when its state is complete (in :data:`STATE_SCHEMA`).
+STATE_TABLES = tuple(_DDL)
 
 
 @dataclass
@@ -160,19 +162,33 @@ def resolve(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> TableRef:
     database (DuckDB's own rule). ``catalog.schema.table`` as written. Catalog names are taken
     as attached, so ``W.main.t`` and ``w.main.t`` are one table.
     """
+    return _resolve(con, parts, "")[0]
+
+
+def resolve_with_txid(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> tuple[TableRef, int]:
+    """:func:`resolve`, and the ``txid_current()`` of its last statement: passed on to
+    :func:`~prefect_etl_blocks.core.loading.connections.transaction` as ``txid_before`` when
+    nothing else runs on ``con`` in between, it saves that function a statement. Only where
+    ``txid_current()`` can be asked (not while a DuckLake is the default catalog)."""
+    ref, txid = _resolve(con, parts, ", txid_current()")
+    return ref, int(txid)
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, parts: Sequence[str], extra: str) -> tuple[TableRef, Any]:
+    """:func:`resolve`, each statement also selecting ``extra`` (empty, or one more column),
+    and the last statement's value of it."""
     if len(parts) == 1:
-        catalog, schema = con.execute("SELECT current_database(), current_schema()").fetchall()[0]
-        return TableRef(catalog, schema, parts[0])
-    databases = {
-        fold(name): name
-        for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
-    }
+        row = con.execute(f"SELECT current_database(), current_schema(){extra}").fetchall()[0]
+        return TableRef(row[0], row[1], parts[0]), row[2] if extra else None
+    rows = con.execute(f"SELECT database_name{extra} FROM duckdb_databases()").fetchall()
+    databases = {fold(row[0]): row[0] for row in rows}
+    last = rows[0][1] if extra else None  # the system and temp databases are always listed
     if len(parts) == 2:
         if fold(parts[0]) in databases:
-            return TableRef(databases[fold(parts[0])], "main", parts[1])
-        catalog = con.execute("SELECT current_database()").fetchall()[0][0]
-        return TableRef(catalog, parts[0], parts[1])
-    return TableRef(databases.get(fold(parts[0]), parts[0]), parts[1], parts[2])
+            return TableRef(databases[fold(parts[0])], "main", parts[1]), last
+        row = con.execute(f"SELECT current_database(){extra}").fetchall()[0]
+        return TableRef(row[0], parts[0], parts[1]), row[1] if extra else None
+    return TableRef(databases.get(fold(parts[0]), parts[0]), parts[1], parts[2]), last
 
 
 def table_key(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> str:

@@ -69,6 +69,9 @@ class Target:
     on_schema_change: str
     scd2: SCD2Columns
     as_of: dt.datetime
+    #: The table's columns as the load's catalog probe bound them, inside its transaction;
+    #: read by the first schema plan only (a plan may change them).
+    columns: tuple[tuple[str, Any], ...] | None = None
 
 
 def count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
@@ -112,8 +115,9 @@ def create(t: Target, view: str) -> Counts:
 def _plan(t: Target, staged: str, reserved: list[str] | None = None) -> SchemaPlan:
     plan = plan_schema(
         t.con, table=t.table, target=t.sql, staged=staged, on_schema_change=t.on_schema_change,
-        reserved=reserved or (),
+        reserved=reserved or (), target_columns=t.columns,
     )
+    t.columns = None
     plan.apply(t.con, t.sql)
     return plan
 
