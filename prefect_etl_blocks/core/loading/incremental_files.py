@@ -94,7 +94,8 @@ def _file_source(
             "incremental loads; pass lineage_column='another_name'."
         )
     names = check_column_names([*data_columns, *([lineage] if lineage else [])], f"ParquetSource {source.path!r}")
-    relation = relation.project(", ".join(q(c) for c in names))
+    if names != list(relation.columns):  # a projection is another relation to build and bind
+        relation = relation.project(", ".join(q(c) for c in names))
 
     def register_local(c: duckdb.DuckDBPyConnection, name: str) -> None:
         c.register(name, relation)
