@@ -271,6 +271,7 @@ _SNAP = "prefect_etl_blocks.core.warehouse.lake_snapshots"
 #: several functions (one name imported into several modules, older and newer code paths).
 SPANS = (
     ("opening: cursor of the shared instance + USE lake", f"{_LAKE}.LakeBackend", "open"),
+    ("opening: cursor of the shared instance + USE lake", f"{_LAKE}.LakeBackend", "open_for_load"),
     ("opening: new instance (connect, LOAD, ATTACH), first load of a process", _LAKE, "_instance"),
     ("lake: whole load on the connection (_load_into_lake)", _LAKE, "_load_into_lake"),
     ("name resolution (resolve)", "prefect_etl_blocks.core.loading.ledger", "resolve"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import contextvars
 import dataclasses
 import datetime as dt
 import random
@@ -66,15 +65,6 @@ _INIT_RACE = re.compile(
 #: One DuckDB instance per configuration and process (see the module docstring).
 _INSTANCES: dict[str, duckdb.DuckDBPyConnection] = {}
 _INSTANCES_GUARD = threading.Lock()
-#: Set by :meth:`LakeBackend.commit` while its session opens the connection of one load:
-#: :meth:`LakeBackend.open` then leaves the new cursor on DuckDB's in-memory catalog (where the
-#: load works anyway) and lists it here, so the load skips ``USE lake`` before and after. Each
-#: ``USE`` or statement while the lake is the default starts a DuckLake transaction, which asks
-#: the catalog database for the newest snapshot: about 1.3 ms with PostgreSQL on loopback.
-_OPENED_FOR_LOAD: contextvars.ContextVar[list[duckdb.DuckDBPyConnection] | None] = contextvars.ContextVar(
-    "petl_lake_opened_for_load", default=None
-)
-
 __all__ = ["LAKE", "LakeBackend", "close_instances"]
 
 
@@ -105,25 +95,37 @@ class LakeBackend(Backend):
     # ------------------------------------------------------------------ connections
     def open(self) -> duckdb.DuckDBPyConnection:
         """A new connection with the lake attached and in use."""
+        con, on_memory = self._open()
+        if not on_memory:
+            return con
+        try:
+            con.execute(f"USE {LAKE}").fetchall()
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def open_for_load(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """A connection for one load that stays on DuckDB's in-memory catalog, where the load
+        works anyway (every name it writes is qualified): it skips ``USE lake`` when opened and
+        after the load. Each ``USE`` or statement while the lake is the default starts a DuckLake
+        transaction, which asks the catalog database for the newest snapshot (about 1.3 ms with
+        PostgreSQL on loopback). ``False`` for a lake whose catalog is a DuckDB file, whose one
+        connection is the lake's."""
+        return self._open()
+
+    def _open(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """The process's instance itself for a DuckDB-file catalog (``False``), else a new
+        cursor of this configuration's shared instance, on DuckDB's in-memory catalog (``True``)."""
         config = self.config()
         if config.spec.kind == "duckdb":
-            return _instance(config)
+            return _instance(config), False
         key = config.key()
         with _INSTANCES_GUARD:
             base = _INSTANCES.get(key)
             if base is None:
                 base = _INSTANCES[key] = _instance(config)
-            cursor = base.cursor()
-        opened = _OPENED_FOR_LOAD.get()
-        if opened is not None:
-            opened.append(cursor)  # a load's own connection: it stays on memory (see above)
-            return cursor
-        try:
-            cursor.execute(f"USE {LAKE}").fetchall()
-        except BaseException:
-            cursor.close()
-            raise
-        return cursor
+            return base.cursor(), True
 
     def broken(self) -> None:
         """Forget this configuration's shared instance (the catalog connection may be gone: a
@@ -160,7 +162,9 @@ class LakeBackend(Backend):
         return memory_default(con)
 
     # ------------------------------------------------------------------ loads
-    def commit(self, session: Session, work: Work, table: str, replayable: bool) -> tuple[LoadResult, int]:
+    def commit(
+        self, session: Session, work: Work, table: str, replayable: bool, *, rolls_back: bool = False
+    ) -> tuple[LoadResult, int]:
         """One load as one commit, run again from the start on a retryable conflict."""
         config = self.config()
         deadline = time.monotonic() + config.lock_timeout_seconds
@@ -169,21 +173,10 @@ class LakeBackend(Backend):
             attempt += 1
             try:
                 try:
-                    opened: list[duckdb.DuckDBPyConnection] = []
-                    token: contextvars.Token | None = _OPENED_FOR_LOAD.set(opened)
-                    try:
-                        with session.connect() as con:
-                            _OPENED_FOR_LOAD.reset(token)
-                            token = None
-                            # A dry run's work rolls back (Session.commit wraps it): it commits
-                            # no snapshot, which commit_snapshot must then not assume.
-                            return _load_into_lake(
-                                con, table, work, fresh=any(c is con for c in opened),
-                                commits=not getattr(work, "rolls_back", False),
-                            ), attempt
-                    finally:
-                        if token is not None:
-                            _OPENED_FOR_LOAD.reset(token)
+                    with session.connect_for_load() as (con, fresh):
+                        # A dry run's work rolls back (Session.commit wraps it): it commits no
+                        # snapshot, which commit_snapshot must then not assume.
+                        return _load_into_lake(con, table, work, fresh=fresh, commits=not rolls_back), attempt
                 except duckdb.TransactionException as exc:
                     # A COMMIT outside the engine (incremental loads) that lost the race to
                     # create the table, a schema or the state tables: a conflict like any other.
@@ -315,7 +308,7 @@ def _load_into_lake(
     the load the question is answered by DuckDB's catalog; every name the engine writes is
     qualified, so the data still goes to the lake. The result reports the name the caller gave.
 
-    ``fresh``: ``con`` was opened for this load by :meth:`LakeBackend.open` and is closed after
+    ``fresh``: ``con`` was opened for this load by :meth:`LakeBackend.open_for_load` and is closed after
     it, so it is still on ``memory`` (no ``USE`` either way) and a name is resolved as ``USE lake``
     would have it (schema ``main``). ``commits``: ``work`` commits its own transaction when it
     is not joining one (not a dry run's rehearsal).

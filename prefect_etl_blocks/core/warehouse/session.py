@@ -72,6 +72,12 @@ class Backend:
         """A new connection, ready for work."""
         raise NotImplementedError
 
+    def open_for_load(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """A new connection for one load, closed after it, and whether it was opened for that
+        alone: a backend may then skip setup that only later work on the connection would need
+        (see :meth:`~prefect_etl_blocks.core.warehouse.lake.LakeBackend.open_for_load`)."""
+        return self.open(), False
+
     def close(self, con: duckdb.DuckDBPyConnection) -> None:
         """Close one connection that :meth:`open` gave."""
         con.close()
@@ -95,8 +101,12 @@ class Backend:
         """Around changes to the incremental state."""
         return contextlib.nullcontext()
 
-    def commit(self, session: Session, work: Work, table: str, replayable: bool) -> tuple[LoadResult, int]:
-        """Run one load as one transaction; return what it did and how many attempts it took."""
+    def commit(
+        self, session: Session, work: Work, table: str, replayable: bool, *, rolls_back: bool = False
+    ) -> tuple[LoadResult, int]:
+        """Run one load as one transaction; return what it did and how many attempts it took.
+        ``rolls_back``: ``work`` is a dry run's rehearsal (:func:`rehearsal`), which commits
+        nothing."""
         with session.connect() as con:
             return work(con, table), 1
 
@@ -140,26 +150,38 @@ class Session:
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for one operation: an active unit's, the held one, or a short-lived one."""
+        with self._connect(for_load=False) as (con, _):
+            yield con
+
+    @contextmanager
+    def connect_for_load(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
+        """:meth:`connect` for one load, and whether the connection was opened for that load
+        alone (:meth:`Backend.open_for_load`): not a unit's, not the held one."""
+        with self._connect(for_load=True) as pair:
+            yield pair
+
+    @contextmanager
+    def _connect(self, *, for_load: bool) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
         unit = self.ambient(self) if self.ambient is not None else None
         if unit is not None:
             with unit.lock:
-                yield unit.con
+                yield unit.con, False
             return
         with self.lock:
             if self.connection is not None:
                 self.results.park()
                 try:
-                    yield self.connection
+                    yield self.connection, False
                 finally:
                     self.close_if_idle()  # kept only for a result that is now read
                 return
             if self.backend.keeps_connection:
                 self.connection = self.backend.open()
-                yield self.connection
+                yield self.connection, False
                 return
-            con = self.backend.open()
+            con, alone = self.backend.open_for_load() if for_load else (self.backend.open(), False)
             try:
-                yield con
+                yield con, alone
             except _BROKEN:
                 self.backend.broken()
                 raise
@@ -274,7 +296,9 @@ class Session:
             if unit is not None:
                 result, self.last_attempts = unit.run(work, table), 1
             elif dry_run:
-                result, self.last_attempts = self.backend.commit(self, rehearsal(work), table, replayable)
+                result, self.last_attempts = self.backend.commit(
+                    self, rehearsal(work), table, replayable, rolls_back=True
+                )
                 result = dataclasses.replace(result, dry_run=True)
             else:
                 result, self.last_attempts = self.backend.commit(self, work, table, replayable)
@@ -311,5 +335,4 @@ def rehearsal(work: Work) -> Work:
             with contextlib.suppress(duckdb.Error):  # DuckDB may have rolled back itself
                 con.execute("ROLLBACK").fetchall()
 
-    rehearse.rolls_back = True  # type: ignore[attr-defined]  # read by LakeBackend.commit: no snapshot
     return rehearse
