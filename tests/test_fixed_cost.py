@@ -438,18 +438,18 @@ def test_the_old_key_check_matches_the_migrations_own_predicate(
 ) -> None:
     """``migrate_keys`` reads the distinct keys and picks old ones in Python; that test must say
     exactly what the SQL predicate its renames use says, for any spelling of any key."""
-    from prefect_etl_blocks.core.loading import ledger
+    from prefect_etl_blocks.core.loading import table_keys
 
-    ref = ledger.TableRef(catalog, schema, name)
+    ref = table_keys.TableRef(catalog, schema, name)
     keys = [
         f"{catalog}.{schema}.{name}".casefold(), f"{other}.{schema}.{name}".casefold(),
         f"{schema}.{name}", ref.key, f"{other}.{ref.key}",
     ]
     key = keys[shape]
-    where, params = ledger.old_key_sql(ref)
+    where, params = table_keys.old_key_sql(ref)
     con = duckdb.connect()
     in_sql = con.execute(f"SELECT {where} FROM (SELECT ?::VARCHAR AS table_name)", [*params, key]).fetchall()[0][0]
-    assert ledger._is_old_key(ref, key) == (bool(in_sql) and key != ref.key)
+    assert table_keys.is_old_key(ref, key) == (bool(in_sql) and key != ref.key)
 
 
 def test_a_corrupt_new_file_is_named_and_nothing_is_written(tmp_path: Path) -> None:
@@ -618,7 +618,7 @@ def test_a_load_into_a_new_table_joins_an_open_transaction_after_its_probe_bind_
 @pytest.mark.parametrize("name", ["raw", "main.raw", "w.raw", "w.main.raw", "other.raw", "other.main.raw", "sales.raw"])
 def test_an_incremental_load_joins_an_open_transaction_for_every_spelling_of_its_table(tmp_path: Path, name: str) -> None:
     """An incremental load takes the transaction id its name's resolution saw
-    (``ledger.resolve_with_txid``) instead of asking ``in_transaction``: inside the caller's
+    (``table_keys.resolve_with_txid``) instead of asking ``in_transaction``: inside the caller's
     open transaction it must join it (the caller's rollback takes its rows and manifest away),
     and outside one it must commit on its own, whatever the spelling of the table (the
     resolution runs a different statement for one, two and three parts)."""

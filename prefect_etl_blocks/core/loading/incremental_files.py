@@ -38,6 +38,7 @@ from prefect_etl_blocks.core.loading.file_manifest import (
 from prefect_etl_blocks.core.loading.options import SIMPLE_NAME, CreateMode, LoadOptions
 from prefect_etl_blocks.core.loading.sources import FileSource
 from prefect_etl_blocks.core.loading.staging import Source, lazy_relation, polars_wire
+from prefect_etl_blocks.core.loading.table_keys import resolve_with_txid
 
 #: The opt-in column recording each row's file (``lineage_column=LINEAGE_COLUMN``).
 LINEAGE_COLUMN = "_prefect_etl_file"
@@ -254,7 +255,7 @@ def _load_listed(
 ) -> LoadResult:
     # The table as DuckDB resolves the name (``t``, ``main.t`` and ``w.main.t`` are one), spelled
     # in full from here on so that the engine cannot read a catalog as a schema.
-    ref, txid = ledger.resolve_with_txid(con, parts)
+    ref, txid = resolve_with_txid(con, parts)
     run = _Files(
         con, table, options, [ref.catalog, ref.schema, ref.name], ref,
         ledger.LedgerEntry(incremental="files"), options.lineage_column,

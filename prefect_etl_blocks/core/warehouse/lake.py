@@ -35,7 +35,8 @@ from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_na
 from prefect_etl_blocks.core.loading.boundary import commit_conflict
 from prefect_etl_blocks.core.loading.connections import in_transaction
 from prefect_etl_blocks.core.loading.engine import LoadResult
-from prefect_etl_blocks.core.loading.ledger import TableRef, fold, resolve, snapshot_reader
+from prefect_etl_blocks.core.loading.ledger import snapshot_reader
+from prefect_etl_blocks.core.loading.table_keys import TableRef, fold, resolve
 from prefect_etl_blocks.core.warehouse.lake_catalog import (
     CatalogSpec,
     LakeConfig,
