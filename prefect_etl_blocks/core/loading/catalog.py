@@ -115,11 +115,11 @@ def probe(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe:
     gives them), and the state tables of catalog ``parts[0]``, in one catalog query instead of
     one each. Ask it inside the load's transaction, as those functions are.
 
-    The usual answer (the table and every state table there) comes from binding them all in one
-    statement that is never run, which also gives the table's columns: a catalog scan
+    The usual answer (the table and every state table there) comes from binding them in two
+    statements that are never run, which also give the table's columns: a catalog scan
     (``duckdb_tables()``) reads every table's entry, and on a DuckLake fetches every table's
-    statistics from the catalog database. Only when that bind fails is the catalog scanned. The
-    bind is made as a relation (``con.sql``), whose failure leaves an open transaction usable
+    statistics from the catalog database. Only when a bind fails is the catalog scanned. The
+    binds are made as relations (``con.sql``), whose failure leaves an open transaction usable
     (a failed ``execute`` aborts it on DuckDB 2.0)."""
     bound = _bound(con, parts)
     return bound if bound is not None else _scanned(con, parts)

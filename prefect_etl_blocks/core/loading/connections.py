@@ -205,14 +205,15 @@ def close_connection(con: duckdb.DuckDBPyConnection, path: str | None, owner: An
             file_lock(path).release(owner)
 
 
-def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+def in_transaction(con: duckdb.DuckDBPyConnection, txid_before: int | None = None) -> bool:
     """Whether ``con`` is inside an explicit transaction.
 
     Asked without side effects: a failed ``BEGIN`` would abort the open transaction, but two
     statements outside a transaction each get their own transaction id, and inside one they
-    share it.
+    share it. ``txid_before``: the ``txid_current()`` of the statement run on ``con`` just
+    before (nothing else in between), which is then the first of the two.
     """
-    first = con.execute("SELECT txid_current()").fetchall()[0][0]
+    first = txid_before if txid_before is not None else con.execute("SELECT txid_current()").fetchall()[0][0]
     second = con.execute("SELECT txid_current()").fetchall()[0][0]
     return first == second
 
@@ -228,7 +229,7 @@ def transaction(
     outer owner commits or rolls back, so a load can be one step of a larger unit of work.
     ``joined`` asks that question when :func:`in_transaction` cannot (a DuckLake as the
     default catalog). ``txid_before``: the ``txid_current()`` of the statement run on ``con``
-    just before (nothing else in between), which :func:`in_transaction` then need not ask.
+    just before (nothing else in between), passed on to :func:`in_transaction`.
 
     Example:
         ```python
@@ -242,13 +243,7 @@ def transaction(
             load(con, pl.DataFrame({"id": [1], "qty": [2]}), "order_lines")
         ```
     """
-    if joined is not None:
-        inside = joined(con)
-    elif txid_before is not None:
-        inside = con.execute("SELECT txid_current()").fetchall()[0][0] == txid_before
-    else:
-        inside = in_transaction(con)
-    if inside:
+    if joined(con) if joined is not None else in_transaction(con, txid_before):
         yield False
         return
     con.execute("BEGIN TRANSACTION").fetchall()

@@ -96,7 +96,7 @@ class LakeBackend(Backend):
     # ------------------------------------------------------------------ connections
     def open(self) -> duckdb.DuckDBPyConnection:
         """A new connection with the lake attached and in use."""
-        con, on_memory = self._open()
+        con, on_memory = self.open_for_load()
         if not on_memory:
             return con
         try:
@@ -111,13 +111,9 @@ class LakeBackend(Backend):
         works anyway (every name it writes is qualified): it skips ``USE lake`` when opened and
         after the load. Each ``USE`` or statement while the lake is the default starts a DuckLake
         transaction, which asks the catalog database for the newest snapshot (about 1.3 ms with
-        PostgreSQL on loopback). ``False`` for a lake whose catalog is a DuckDB file, whose one
-        connection is the lake's."""
-        return self._open()
-
-    def _open(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
-        """The process's instance itself for a DuckDB-file catalog (``False``), else a new
-        cursor of this configuration's shared instance, on DuckDB's in-memory catalog (``True``)."""
+        PostgreSQL on loopback). That is a new cursor of this configuration's shared instance
+        (``True``); a lake whose catalog is a DuckDB file has one connection, the process's
+        instance itself, already on the lake (``False``)."""
         config = self.config()
         if config.spec.kind == "duckdb":
             return _instance(config), False

@@ -73,9 +73,9 @@ class Backend:
         raise NotImplementedError
 
     def open_for_load(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
-        """A new connection for one load, closed after it, and whether it was opened for that
-        alone: a backend may then skip setup that only later work on the connection would need
-        (see :meth:`~prefect_etl_blocks.core.warehouse.lake.LakeBackend.open_for_load`)."""
+        """A new connection for one load, closed after it, and whether the backend skipped, for
+        that load alone, setup that only later work on the connection would need (see
+        :meth:`~prefect_etl_blocks.core.warehouse.lake.LakeBackend.open_for_load`)."""
         return self.open(), False
 
     def close(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -156,7 +156,7 @@ class Session:
     @contextmanager
     def connect_for_load(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
         """:meth:`connect` for one load, and whether the connection was opened for that load
-        alone (:meth:`Backend.open_for_load`): not a unit's, not the held one."""
+        alone with setup skipped (:meth:`Backend.open_for_load`); never a unit's or the held one."""
         with self._connect(for_load=True) as pair:
             yield pair
 
