@@ -4,8 +4,10 @@
 # two in agreement), so each bound is a version the suite passes on. Runs the tests that cover
 # what the bounds matter for (LOWEST_TESTS below): loads of every frame kind, Parquet and
 # incremental loads, the DuckDB block, the serializer and result storage, the blocks' Prefect
-# contracts, the e-mail notifier (aiosmtplib at its lowest), the wings and lazy imports, and the
-# version checks. The newest leg (.venv) runs everything; the DuckLake leg runs DuckDB 1.5.5.
+# contracts, the e-mail notifier (aiosmtplib at its lowest), the wings and lazy imports, the
+# version checks, and the lock file between processes (DuckDB 1.5 reads its headers under its
+# own lock, 2.0 before it: tests/test_process_lock.py expects each). The newest leg (.venv)
+# runs everything; the DuckLake leg runs DuckDB 1.5.5.
 #
 # Usage: ci/lowest-leg.sh [extra pytest args]      (make test-lowest runs it)
 # Installs with uv (from the package index, into the venv): much faster than pip's resolver;
@@ -32,6 +34,7 @@ LOWEST_TESTS=(
   tests/test_signed_storage.py
   tests/test_notifications.py
   tests/test_architecture.py
+  tests/test_process_lock.py
 )
 
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ "$CONSTRAINTS" -nt "$STAMP" ]; then

@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.fixtures.prefect_server",
     "tests.fixtures.postgres",
     "tests.fixtures.redis",
+    "tests.fixtures.lock_shim",
 ]
 
 

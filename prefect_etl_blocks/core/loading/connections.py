@@ -7,7 +7,8 @@ that each open the file with their own block run concurrent transactions on it a
 ``TransactionContext Error: Conflict on update!``. :func:`file_lock` gives every resolved path
 one lock shared by all blocks and threads of the process, held for as long as a block keeps a
 connection to the file open: in-process writers then take turns exactly as writers in separate
-processes do, and never conflict.
+processes do, and never conflict. Between processes, the lock file of
+:mod:`~prefect_etl_blocks.core.loading.process_lock` is taken before DuckDB reads the file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import duckdb
 
 from prefect_etl_blocks.core.errors import LOCK_CONFLICT, DuckDBLockTimeoutError
+from prefect_etl_blocks.core.loading import process_lock
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
@@ -49,6 +51,8 @@ class FileLock:
         self._owner: Any = None
         self._count = 0
         self.owner_thread: str | None = None
+        #: The lock file between processes, held while the owner holds this lock.
+        self.between_processes: process_lock.HeldLock | None = None
 
     def acquire(self, owner: Any, timeout: float) -> bool:
         """Take the lock for ``owner``; ``False`` when another holder kept it past ``timeout``."""
@@ -71,6 +75,9 @@ class FileLock:
                 return
             self._count -= 1
             if self._count <= 0:
+                held, self.between_processes = self.between_processes, None
+                if held is not None:
+                    held.release()
                 self._owner, self._count, self.owner_thread = None, 0, None
                 self._cond.notify_all()
 
@@ -102,11 +109,13 @@ def lock_wait_seconds(configured: float) -> float:
 def connect_waiting(
     path: str, *, read_only: bool, config: dict[str, Any], timeout: float, owner: Any
 ) -> duckdb.DuckDBPyConnection:
-    """Open ``path`` for ``owner``: take the in-process file lock, then wait out another
-    process's lock, both within ``timeout`` seconds in total.
+    """Open ``path`` for ``owner``: take the in-process file lock, then the lock file shared
+    with other processes (:mod:`~prefect_etl_blocks.core.loading.process_lock`), then wait out
+    DuckDB's own lock (held by a program that does not take the lock file), all within
+    ``timeout`` seconds in total.
 
-    The in-process lock stays held after this returns; give it back with
-    :func:`close_connection` (or ``file_lock(path).release(owner)``).
+    The locks stay held after this returns; give them back with :func:`close_connection`
+    (or ``file_lock(path).release(owner)``) once the connection is closed.
 
     Raises:
         DuckDBLockTimeoutError: the file stayed locked (by this or another process) too long.
@@ -124,6 +133,16 @@ def connect_waiting(
             "reset_connections(), or fetch inside `with db:`."
         )
     try:
+        if lock.between_processes is None:
+            lock.between_processes = process_lock.take(
+                path, shared=read_only, deadline=deadline,
+                describe=lambda holder: (
+                    f'DuckDB file "{path}" is in use by {holder} (it holds '
+                    f'"{process_lock.lock_path(path)}"); waited {timeout:g} s for it. Writers '
+                    "of one file take turns: let the other process finish, raise "
+                    "lock_timeout_seconds, or use read_only=True for readers."
+                ),
+            )
         delay = 0.02
         while True:
             before = _file_state(path)
