@@ -18,12 +18,13 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from polars.testing.parametric import column, dataframes
 
 from prefect_etl_blocks import DuckDBConnection, ParquetSource
+from prefect_etl_blocks.core.identifiers import quote_parts
 from prefect_etl_blocks.duckdb import quote_table, split_table_name
 from prefect_etl_blocks.errors import (
     DuckDBLockTimeoutError,
@@ -283,6 +284,22 @@ def test_any_name_round_trips_literally(schema: str, table: str) -> None:
     assert db.table_exists(qualified)
     assert db.fetch_one(f"SELECT count(*) FROM {quote_table(qualified)}") == (2,)
     db.close()
+
+
+_dotted_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(schema=_dotted_text, table=_dotted_text)
+def test_quoted_parts_name_exactly_the_schema_and_table_they_were_made_of(schema: str, table: str) -> None:
+    """quote_parts is how the engine writes a resolved name into SQL: dots, quotes and spaces
+    inside a part stay inside it, for the splitter and for DuckDB alike."""
+    assert split_table_name(quote_parts([schema, table])) == [schema, table]
+    assume(schema.lower() not in {"main", "information_schema", "pg_catalog", "temp"})  # DuckDB's own
+    with duckdb.connect() as con:
+        con.execute(f"CREATE SCHEMA {quote_parts([schema])}")
+        con.execute(f"CREATE TABLE {quote_parts(['memory', schema, table])} (v INTEGER)")
+        assert con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall() == [(schema, table)]
 
 
 # ---------------------------------------------------------------- round trips

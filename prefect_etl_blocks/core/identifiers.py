@@ -7,6 +7,8 @@ nothing is ever pasted into SQL as written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prefect_etl_blocks.core.errors import InvalidIdentifierError
 
 
@@ -86,6 +88,12 @@ def split_table_name(table: str) -> list[str]:
     return parts
 
 
+def quote_parts(parts: Iterable[str]) -> str:
+    """``parts`` (catalog, schema, table; or fewer) quoted one by one and joined with dots:
+    ``quote_parts(["w", "main", "my table"]) == '"w"."main"."my table"'``."""
+    return ".".join(quote_identifier(p) for p in parts)
+
+
 def quote_table(table: str) -> str:
     """The quoted, possibly schema-qualified form of ``table`` for use in SQL."""
-    return ".".join(quote_identifier(p) for p in split_table_name(table))
+    return quote_parts(split_table_name(table))

@@ -48,7 +48,7 @@ from typing import Any
 
 from prefect_etl_blocks.core.asset_keys import catalog_of, source_key, table_key
 from prefect_etl_blocks.core.errors import LoadConfigError, first_line
-from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_name
+from prefect_etl_blocks.core.identifiers import quote_parts, split_table_name
 
 SUCCEEDED = "prefect.asset.materialization.succeeded"
 FAILED = "prefect.asset.materialization.failed"
@@ -172,7 +172,7 @@ def table_shape(con: Any, table: str) -> dict[str, Any]:
         ).fetchall()
         if not columns:
             return {}
-        name = ".".join(quote_identifier(part) for part in parts)
+        name = quote_parts(parts)
         [(count,)] = con.execute(f"SELECT count(*) FROM {name}").fetchall()
     except Exception:  # noqa: BLE001 - metadata only; the load itself decides what fails
         return {}

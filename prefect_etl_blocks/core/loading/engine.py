@@ -34,7 +34,7 @@ from prefect_etl_blocks.core.errors import (
     PrefectETLBlocksError,
     SchemaMismatchError,
 )
-from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_name
+from prefect_etl_blocks.core.identifiers import quote_identifier, quote_parts, split_table_name
 from prefect_etl_blocks.core.loading import ledger, quarantine, strategies
 from prefect_etl_blocks.core.loading.audit import run_checks
 from prefect_etl_blocks.core.loading.boundary import classify_load_error
@@ -243,7 +243,7 @@ def _plan(
     # name, else schema ``a``), so every statement below names one table in full.
     ref = ref or ledger.resolve(con, written)
     parts = [ref.catalog, ref.schema, ref.name]
-    target_sql = ".".join(quote_identifier(p) for p in parts)
+    target_sql = quote_parts(parts)
     src = as_source(source)
     resolved = _resolve_keys(list(options.keys), src.names, table, mode)
     v = options.scd2_columns

@@ -17,7 +17,7 @@ import polars as pl
 
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
-from prefect_etl_blocks.core.identifiers import split_table_name
+from prefect_etl_blocks.core.identifiers import quote_parts, split_table_name
 from prefect_etl_blocks.core.loading import ledger
 from prefect_etl_blocks.core.loading.catalog import Probe, probe
 from prefect_etl_blocks.core.loading.connections import transaction
@@ -229,7 +229,7 @@ class _Files:
 
     @property
     def target(self) -> str:
-        return ".".join(q(p) for p in self.parts)
+        return quote_parts(self.parts)
 
 
 def load_files_with(con: duckdb.DuckDBPyConnection, source: FileSource, table: str, options: LoadOptions) -> LoadResult:

@@ -58,6 +58,7 @@ from prefect_etl_blocks.core.errors import (
     first_line,
 )
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
+from prefect_etl_blocks.core.identifiers import quote_parts
 from prefect_etl_blocks.core.loading import ledger
 from prefect_etl_blocks.core.loading.catalog import table_exists
 from prefect_etl_blocks.core.loading.connections import first_row
@@ -214,7 +215,7 @@ def _write(
 ) -> None:
     """Create the quarantine table from the failing rows, or add them to it (its columns
     evolved as ``append_new_columns`` would)."""
-    target = ".".join(q(p) for p in parts)
+    target = quote_parts(parts)
     if not table_exists(con, parts):
         kind = first_row(con.execute(
             "SELECT count(*) FROM duckdb_views() WHERE lower(view_name) = lower(?) AND "

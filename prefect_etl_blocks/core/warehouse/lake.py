@@ -31,7 +31,7 @@ from prefect_etl_blocks.core.errors import (
     first_line,
 )
 from prefect_etl_blocks.core.extensions import load_extension
-from prefect_etl_blocks.core.identifiers import quote_identifier, split_table_name
+from prefect_etl_blocks.core.identifiers import quote_parts, split_table_name
 from prefect_etl_blocks.core.loading.boundary import commit_conflict
 from prefect_etl_blocks.core.loading.connections import in_transaction
 from prefect_etl_blocks.core.loading.engine import LoadResult
@@ -323,7 +323,7 @@ def _load_into_lake(
         ref = TableRef(LAKE, "main" if len(parts) == 1 else parts[0], parts[-1])
     else:
         ref = resolve(con, parts)
-    target = ".".join(quote_identifier(p) for p in (ref.catalog, ref.schema, ref.name))
+    target = quote_parts((ref.catalog, ref.schema, ref.name))
     in_lake = databases.get(fold(ref.catalog), ("", ""))[1] == "ducklake"
     read: list[int | None] = [None]
 
@@ -347,7 +347,7 @@ def qualified(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """``table`` spelled ``lake.schema.table`` (names quoted) as DuckDB resolves it: ``raw``,
     ``main.raw`` and ``lake.raw`` (the lake's catalog, schema ``main``) are one table."""
     ref = resolve(con, split_table_name(table))
-    return ".".join(quote_identifier(p) for p in (ref.catalog, ref.schema, ref.name))
+    return quote_parts((ref.catalog, ref.schema, ref.name))
 
 
 @contextmanager

@@ -36,7 +36,7 @@ import duckdb
 
 from prefect_etl_blocks.core.errors import LoadConfigError
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
-from prefect_etl_blocks.core.identifiers import split_table_name
+from prefect_etl_blocks.core.identifiers import quote_parts, split_table_name
 from prefect_etl_blocks.core.loading import ledger
 from prefect_etl_blocks.core.loading.catalog import table_exists
 from prefect_etl_blocks.core.loading.connections import in_transaction, transaction
@@ -250,7 +250,7 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, s
 def _restore(con: duckdb.DuckDBPyConnection, ref: TableRef, before: int) -> tuple[bool, int, int, list[str]]:
     """Write the table as it was at snapshot ``before``; returns whether it was created, the
     rows inserted and deleted, and the column changes."""
-    target = ".".join(q(p) for p in (ref.catalog, ref.schema, ref.name))
+    target = quote_parts((ref.catalog, ref.schema, ref.name))
     old = f"{target} AT (VERSION => {before})"
     existed = _alive(_versions(con, ref.catalog, ref.schema, ref.name), before)
     exists = table_exists(con, [ref.catalog, ref.schema, ref.name])
