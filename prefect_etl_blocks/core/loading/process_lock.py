@@ -48,10 +48,6 @@ from prefect_etl_blocks.core.errors import DuckDBLockTimeoutError
 #: What is appended to the database path to name its lock file.
 SUFFIX = ".lock"
 
-#: What an exclusive holder writes into the lock file: its process id, padded to a fixed
-#: width so that it replaces the last holder's without truncating the file first.
-_PID_RECORD = f"{os.getpid():<20}\n".encode("ascii")
-
 
 def lock_path(database: str) -> str:
     """The lock file of the database file at ``database`` (resolved: symlinks, ``~``, ``..``)."""
@@ -75,24 +71,17 @@ class HeldLock:
     def __del__(self) -> None:  # dropped without release: the lock must not outlive it
         self.release()
 
-    def _forget(self) -> None:
-        """In a forked child: drop the inherited descriptor, so that the lock is the parent's
-        alone and ends when the parent releases it, not when the last child exits."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
 
 #: The locks this process holds, for a forked child to drop.
 _HELD: weakref.WeakSet[HeldLock] = weakref.WeakSet()
 
 
 def _forget_in_child() -> None:
-    global _PID_RECORD
-    _PID_RECORD = f"{os.getpid():<20}\n".encode("ascii")
+    """In a forked child: close the inherited descriptors (closing drops only the child's
+    reference; the lock stays the parent's and ends when the parent releases it, not when
+    the last child exits)."""
     for held in list(_HELD):
-        held._forget()
-    _HELD.clear()
+        held.release()
 
 
 if hasattr(os, "register_at_fork"):
@@ -153,7 +142,8 @@ def take(
                 delay = min(delay * 1.5, 0.05)
         if not shared:
             try:
-                os.pwrite(fd, _PID_RECORD, 0)  # fixed width: overwrites the last holder's
+                # Padded to a fixed width, it replaces the last holder's pid without a truncate.
+                os.pwrite(fd, f"{os.getpid():<20}\n".encode("ascii"), 0)
             except OSError:
                 pass  # a lock file opened read-only: the lock holds, the holder goes unnamed
     except BaseException:
