@@ -11,9 +11,10 @@ from typing import Any
 
 import duckdb
 
-from prefect_etl_blocks.core.identifiers import quote_identifier, quote_parts
+from prefect_etl_blocks.core.identifiers import quote_identifier
 from prefect_etl_blocks.core.loading import ledger
 from prefect_etl_blocks.core.loading.connections import first_row as _first
+from prefect_etl_blocks.core.loading.table_keys import state_schema
 
 
 def schema_exists(con: duckdb.DuckDBPyConnection, parts: list[str]) -> bool:
@@ -131,7 +132,7 @@ def _bound(con: duckdb.DuckDBPyConnection, parts: list[str]) -> Probe | None:
     the column counts) in one statement, the target in another, so none of its columns can
     shadow a table's alias. ``rowid`` binds on base tables only, so a view of the name is not
     taken for a table (a table with a column called ``rowid`` is sent to the scan)."""
-    state = quote_parts((parts[0], ledger.STATE_SCHEMA))
+    state = state_schema(parts[0])
     tables = [f"{state}.{quote_identifier(name)} AS s{i}" for i, name in enumerate(ledger.STATE_TABLES)]
     structs = ", ".join(f"s{i}" for i in range(len(tables)))
     try:

@@ -44,6 +44,7 @@ from prefect_etl_blocks.core.loading.table_keys import (  # re-exported: ledger.
     is_old_key,
     old_key_sql,
     resolve,
+    state_schema,
     table_key,
 )
 
@@ -313,7 +314,7 @@ def _has_state(con: duckdb.DuckDBPyConnection, catalog: str | None) -> bool:
 
 
 def _current_state(con: duckdb.DuckDBPyConnection) -> str:
-    return f"{q(con.execute('SELECT current_database()').fetchall()[0][0])}.{q(STATE_SCHEMA)}"
+    return state_schema(con.execute("SELECT current_database()").fetchall()[0][0])
 
 
 def history(con: duckdb.DuckDBPyConnection, table: str | None = None) -> pl.DataFrame:

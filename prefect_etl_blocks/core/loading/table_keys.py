@@ -19,11 +19,17 @@ from typing import Any
 import duckdb
 
 from prefect_etl_blocks.core.identifiers import quote_identifier as q
+from prefect_etl_blocks.core.identifiers import quote_parts
 
 #: The schema, in each catalog, that holds the state of that catalog's tables.
 STATE_SCHEMA = "_prefect_etl"
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def state_schema(catalog: str) -> str:
+    """The state schema of ``catalog``, quoted: ``"<catalog>"."_prefect_etl"``."""
+    return quote_parts((catalog, STATE_SCHEMA))
 
 
 def fold(name: str) -> str:
@@ -55,7 +61,7 @@ class TableRef:
     @property
     def state(self) -> str:
         """The quoted state schema in the table's catalog."""
-        return f"{q(self.catalog)}.{q(STATE_SCHEMA)}"
+        return state_schema(self.catalog)
 
     def old_keys(self) -> list[str]:
         """Keys earlier versions recorded this table under, other than :attr:`key` (plus any
@@ -137,5 +143,6 @@ __all__ = [
     "old_key_sql",
     "resolve",
     "resolve_with_txid",
+    "state_schema",
     "table_key",
 ]

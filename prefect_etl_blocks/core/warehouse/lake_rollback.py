@@ -261,7 +261,7 @@ def _restore(con: duckdb.DuckDBPyConnection, ref: TableRef, before: int) -> tupl
         con.execute(f"DROP TABLE {target}").fetchall()
         return False, 0, deleted, [f"dropped table {ref.schema}.{ref.name}"]
     if not exists:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(ref.catalog)}.{q(ref.schema)}").fetchall()
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_parts((ref.catalog, ref.schema))}").fetchall()
         con.execute(f"CREATE TABLE {target} AS SELECT * FROM {old}").fetchall()
         return True, _count(con, target), 0, []
     then, now = _columns(con, old), _columns(con, target)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import duckdb
 
-from prefect_etl_blocks.core.identifiers import quote_identifier as q
 from prefect_etl_blocks.core.loading.ledger import resolve
+from prefect_etl_blocks.core.loading.table_keys import state_schema
 
 __all__ = ["available_snapshots", "commit_snapshot", "current_snapshot", "is_lake", "read_snapshot", "row_at"]
 
@@ -91,7 +91,7 @@ def commit_snapshot(
         with contextlib.suppress(duckdb.Error):  # on failure, the search below answers
             if (newest := current_snapshot(con, catalog)) == read + 1:
                 return newest
-    state = f"{q(catalog)}.{q('_prefect_etl')}"
+    state = state_schema(catalog)
     try:
         newest, present = con.execute(
             f"SELECT (SELECT id FROM ducklake_current_snapshot({_literal(catalog)})), "

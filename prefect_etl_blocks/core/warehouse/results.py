@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import duckdb
 
 from prefect_etl_blocks.core.engines import finish_result
-from prefect_etl_blocks.core.identifiers import quote_identifier
+from prefect_etl_blocks.core.identifiers import quote_parts
 from prefect_etl_blocks.core.loading.boundary import classify_query_error
 
 
@@ -179,7 +179,7 @@ def _same_session(con: duckdb.DuckDBPyConnection, cursor: duckdb.DuckDBPyConnect
     try:
         mine = con.execute(_SESSION).fetchall()[0]
         if cursor.execute(_SESSION).fetchall()[0][:2] != mine[:2]:
-            cursor.execute(f"USE {quote_identifier(mine[0])}.{quote_identifier(mine[1])}").fetchall()
+            cursor.execute(f"USE {quote_parts(mine[:2])}").fetchall()
         return cursor.execute(_SESSION).fetchall()[0] == mine
     except duckdb.Error:
         return False
