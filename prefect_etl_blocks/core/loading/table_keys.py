@@ -117,11 +117,15 @@ def old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
     :meth:`TableRef.old_keys`, and ``<one catalog name>.schema.table`` (kept in that catalog's
     state, so the catalog was this one, perhaps under another alias)."""
     suffix = "." + f"{ref.schema.casefold()}.{ref.name.casefold()}"
+    keys = ref.old_keys()
+    # One placeholder per old key (there are at most two, usually none): a list parameter
+    # unnested in a subquery made DuckDB join it to every row, about 0.5 ms per 1,000 rows.
+    listed = f"table_name IN ({', '.join('?' * len(keys))}) OR " if keys else ""
     return (
-        "(table_name IN (SELECT unnest(?::VARCHAR[])) OR (suffix(table_name, ?) "
+        f"({listed}(suffix(table_name, ?) "
         "AND strpos(table_name, '.') = length(table_name) - length(?) + 1 "
         "AND length(table_name) > length(?)))",
-        [ref.old_keys(), suffix, suffix, suffix],
+        [*keys, suffix, suffix, suffix],
     )
 
 
