@@ -66,8 +66,13 @@ class TableRef:
     def old_keys(self) -> list[str]:
         """Keys earlier versions recorded this table under, other than :attr:`key` (plus any
         ``<catalog>.schema.table``, matched by :func:`old_key_sql`)."""
-        plain = f"{self.schema.casefold()}.{self.name.casefold()}"
-        return [k for k in (plain, f"{fold(self.schema)}.{fold(self.name)}") if k != self.key]
+        return [k for k in (self._casefolded, f"{fold(self.schema)}.{fold(self.name)}") if k != self.key]
+
+    @property
+    def _casefolded(self) -> str:
+        """``schema.table`` case-folded, as the earliest versions keyed a table (and, after a
+        catalog name and a dot, as a key kept in a catalog's state)."""
+        return f"{self.schema.casefold()}.{self.name.casefold()}"
 
 
 def resolve(con: duckdb.DuckDBPyConnection, parts: Sequence[str]) -> TableRef:
@@ -116,7 +121,7 @@ def old_key_sql(ref: TableRef) -> tuple[str, list[Any]]:
     """A predicate on ``table_name`` matching the keys earlier versions gave ``ref``: those of
     :meth:`TableRef.old_keys`, and ``<one catalog name>.schema.table`` (kept in that catalog's
     state, so the catalog was this one, perhaps under another alias)."""
-    suffix = "." + f"{ref.schema.casefold()}.{ref.name.casefold()}"
+    suffix = "." + ref._casefolded
     keys = ref.old_keys()
     # One placeholder per old key (there are at most two, usually none): a list parameter
     # unnested in a subquery made DuckDB join it to every row, about 0.5 ms per 1,000 rows.
@@ -133,7 +138,7 @@ def is_old_key(ref: TableRef, key: str | None) -> bool:
     """:func:`old_key_sql`'s predicate, in Python, for one key (other than ``ref``'s own)."""
     if key is None or key == ref.key:
         return False
-    suffix = "." + f"{ref.schema.casefold()}.{ref.name.casefold()}"
+    suffix = "." + ref._casefolded
     return key in ref.old_keys() or (
         key.endswith(suffix) and key.find(".") == len(key) - len(suffix) and len(key) > len(suffix)
     )
