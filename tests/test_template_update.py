@@ -113,6 +113,22 @@ def test_update_merges_the_template_change_and_keeps_the_team_edits(
     assert check_project(project).behind  # the installed template is now the older one
 
 
+def test_a_file_the_projects_gitignore_leaves_out_is_merged_not_overwritten(
+    project: Path, template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The merge runs in a git repository that holds the project's own ``.gitignore``: a file the
+    team wrote and ignores, which the template now adds too, is a conflict with both sides kept,
+    not silently replaced by the template's (git overwrites ignored files on a merge)."""
+    (project / ".gitignore").write_text((project / ".gitignore").read_text() + "CODEOWNERS\n")
+    (project / "CODEOWNERS").write_text("* @our-team\n")
+    (template / PROJECT_DIR / "CODEOWNERS").write_text("* @data-platform\n")
+
+    code, out, err = cli(capsys, "update", "--project", str(project), "--template", str(template))
+    assert code == 1 and "CODEOWNERS" in err
+    assert "  conflict  CODEOWNERS" in out
+    text = (project / "CODEOWNERS").read_text()
+    assert "* @our-team\n" in text and "* @data-platform\n" in text and "<<<<<<< " in text
+
 def test_a_conflicting_edit_is_listed_exits_1_and_keeps_both_sides(
     project: Path, template: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

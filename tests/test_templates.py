@@ -298,6 +298,7 @@ def test_bake_each_option(tmp_path: Path, preset: str, context: dict, present: l
         ("project_name", "x\x00y"),
         ("task_timeout_seconds", "3000"),
         ("flow_timeout_seconds", "59"),
+        ("module_name", "__pycache__"),
     ],
 )
 def test_invalid_answer_names_the_field_and_leaves_nothing(tmp_path: Path, field: str, value: str) -> None:
@@ -352,6 +353,85 @@ def test_interactive_answers_are_not_rendered(tmp_path: Path) -> None:
 
 
 MARKER_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
+
+
+def _git_ignored(root: Path) -> set[str]:
+    """The files below ``root`` that git, with the repository's ``.gitignore``, leaves out."""
+    if not (root / ".git").exists():
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    out = subprocess.run(
+        ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored"],
+        cwd=root, capture_output=True, check=True,
+    ).stdout.decode()
+    return {entry[3:] for entry in out.split("\0") if entry.startswith("!! ")}
+
+
+_WAREHOUSE_FILES = ("", ".wal", ".lock", ".tmp/spill.bin")
+
+
+def _touch(root: Path, relative: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def test_generated_gitignore_leaves_out_the_warehouse_and_caches_and_nothing_generated(tmp_path: Path) -> None:
+    """The DuckDB file, its WAL, the load lock and DuckDB's spill folder are ignored by the
+    generated ``.gitignore``, as are bytecode and tool caches; no file the template generates is."""
+    project = new_project("etl-flow", output_dir=tmp_path, no_input=True, extra_context={"duckdb_path": "data/../db/w.duckdb"})
+    assert _git_ignored(project) == set()
+    made = ["db/w.duckdb" + suffix for suffix in _WAREHOUSE_FILES]
+    caches = ["sales_etl/__pycache__/flow.cpython-311.pyc", ".pytest_cache/v/x", ".ruff_cache/x", "dist/p.whl"]
+    kept = ["w.duckdb", "db/w.duckdb.bak", "data/w.duckdb", "sales_etl/dist/x.py"]
+    for relative in [*made, *caches, *kept]:
+        _touch(project, relative)
+    assert _git_ignored(project) == {*made, *caches}
+
+
+def test_generated_gitignore_has_no_warehouse_lines_for_a_lake_or_a_path_outside(tmp_path: Path) -> None:
+    lake = new_project("etl-flow", output_dir=tmp_path, no_input=True, extra_context={"warehouse": "ducklake"})
+    outside = new_project(
+        "etl-flow", output_dir=tmp_path, no_input=True,
+        extra_context={"project_name": "Other", "duckdb_path": "../shared/w.duckdb"},
+    )
+    assert "duckdb" not in (lake / ".gitignore").read_text()
+    assert "# (none here: duckdb_path is outside the project)" in (outside / ".gitignore").read_text()
+    dist = new_project("etl-flow", output_dir=tmp_path, no_input=True, extra_context={"project_name": "Dist", "module_name": "dist"})
+    assert "/dist/" not in (dist / ".gitignore").read_text() and _git_ignored(dist) == set()
+
+
+_path_chars = st.sampled_from(list("ab.Z*?[]!#\\ ~-_éß€") + ["\U0001F600", "\u00A0"])
+_component = st.one_of(st.sampled_from([".", "..", "!x", "#x", " x", "x ", "**", "[a-z]", "\\"]), st.text(_path_chars, min_size=1, max_size=8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(_component, min_size=1, max_size=4), dot_slash=st.booleans())
+def test_hypothesis_gitignore_pattern_ignores_that_file_and_no_other(parts: list[str], dot_slash: bool) -> None:
+    """Whatever the characters of ``duckdb_path`` (glob and escape characters, ``!`` and ``#``,
+    leading and trailing spaces, ``.`` and ``..``), the pattern makes git leave out exactly the
+    database's files, and files whose names differ by one character stay visible; a path that
+    climbs out of the project gives no pattern."""
+    import posixpath
+    import tempfile
+
+    from prefect_etl_blocks.tools.template_answers import gitignore_pattern
+
+    typed = ("./" if dot_slash else "") + "/".join(parts)
+    pattern = gitignore_pattern(typed)
+    where = posixpath.normpath(typed)
+    if where in (".", "..") or where.startswith("../") or typed.startswith("~"):  # ~: the user's home
+        assert pattern == ""
+        return
+    assert pattern.startswith("/") and not pattern.endswith(" ")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / ".gitignore").write_text("".join(f"{pattern}{s}\n" for s in (".tmp/", "", ".wal", ".lock")), encoding="utf-8")
+        made = [where + suffix for suffix in _WAREHOUSE_FILES]
+        head, name = posixpath.split(where)
+        near = {posixpath.join(head, name[:-1] + ("Y" if name[-1] != "Y" else "W")), where + "x", posixpath.join(head, "x" + name)}
+        for relative in [*made, *near]:
+            _touch(root, relative)
+        assert _git_ignored(root) == set(made)
 
 
 def _payloads(marker: Path) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import keyword
+import posixpath
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -79,6 +80,41 @@ def _yaml_toml_string(value: Any) -> str:
     return "".join(out)
 
 
+def gitignore_pattern(value: Any) -> str:
+    r"""The ``.gitignore`` pattern that matches exactly the file ``value`` names relative to the
+    project's root, where its flows run; ``""`` when it names no file there (an absolute path,
+    ``~``, a path that climbs out with ``..``, a folder, or ``:memory:``).
+
+    The pattern is anchored with a leading ``/``, so ``!`` and ``#`` are never its first
+    character; a backslash, ``*``, ``?`` and ``[`` are escaped with a backslash and a space is
+    written ``[ ]`` (git drops an unescaped trailing space, and editors strip an escaped one).
+
+    Example:
+        ```python
+        from prefect_etl_blocks.tools.template_answers import gitignore_pattern
+
+        assert gitignore_pattern("./data/../warehouse.duckdb") == "/warehouse.duckdb"
+        assert gitignore_pattern("my db[1].duckdb") == "/my[ ]db\\[1].duckdb"
+        assert gitignore_pattern("/srv/warehouse.duckdb") == ""
+        ```
+    """
+    text = str(value)
+    if text in ("", ":memory:") or text.startswith((":memory:", "/", "~")) or text.endswith("/"):
+        return ""
+    path = posixpath.normpath(text)
+    if path == "." or path == ".." or path.startswith("../"):
+        return ""
+    out = ["/"]
+    for char in path:
+        if char in "\\*?[":
+            out.append("\\" + char)
+        elif char == " ":
+            out.append("[ ]")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 class DataLiterals(Extension):
     """Jinja filters the templates use to print answers as data.
 
@@ -87,7 +123,8 @@ class DataLiterals(Extension):
     Jinja's ``tojson``, none of them splits characters outside the Basic Multilingual Plane
     into surrogate pairs. ``answers_json`` prints the answers alone as JSON: cookiecutter's
     own keys (``_template``, ``_output_dir``, ``_repo_dir``, ``_checkout``...) hold paths of
-    the generating machine and stay out of the project.
+    the generating machine and stay out of the project. ``gitignore_pattern`` gives the
+    ``.gitignore`` pattern of one file of the project (see :func:`gitignore_pattern`).
     """
 
     def __init__(self, environment: Any) -> None:
@@ -96,6 +133,7 @@ class DataLiterals(Extension):
         environment.filters["yamlstr"] = _yaml_toml_string
         environment.filters["tomlstr"] = _yaml_toml_string
         environment.filters["answers_json"] = answers_json
+        environment.filters["gitignore_pattern"] = gitignore_pattern
 
 
 def answers_json(context: Mapping[str, Any]) -> str:
@@ -150,6 +188,8 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
         raise AnswerError("ducklake_block", lake_block, "a block name: lowercase letters, digits and single dashes, starting with a letter")
     if keyword.iskeyword(answers["module_name"]):
         raise AnswerError("module_name", answers["module_name"], "a Python keyword cannot be a module name")
+    if answers["module_name"] == "__pycache__":
+        raise AnswerError("module_name", "__pycache__", "another name: __pycache__ is the folder of Python's bytecode cache, which the project's .gitignore leaves out")
     for field in ("source_path", "duckdb_path"):
         _check_text(field, answers.get(field), 1000)
     table = answers.get("target_table")

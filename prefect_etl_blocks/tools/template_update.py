@@ -307,7 +307,7 @@ def _commit(repo: Path, files: Mapping[str, str], message: str) -> None:
     for rel, text in files.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text, encoding="utf-8", errors="surrogateescape")
-    _git(repo, "add", "-A")
+    _git(repo, "add", "-A", "--force")  # every file given, whatever a .gitignore among them says
     done = _git(repo, "commit", "-q", "--allow-empty", "--no-verify", "-m", message)
     if done.returncode:
         raise RuntimeError(f"git commit failed in {repo}: {done.stderr.strip()}")
