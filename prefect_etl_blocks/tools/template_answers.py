@@ -189,7 +189,7 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
     if keyword.iskeyword(answers["module_name"]):
         raise AnswerError("module_name", answers["module_name"], "a Python keyword cannot be a module name")
     if answers["module_name"] == "__pycache__":
-        raise AnswerError("module_name", "__pycache__", "another name: __pycache__ is the folder of Python's bytecode cache, which the project's .gitignore leaves out")
+        raise AnswerError("module_name", "__pycache__", "a name other than __pycache__, the folder of Python's bytecode cache (the project's .gitignore leaves it out)")
     for field in ("source_path", "duckdb_path"):
         _check_text(field, answers.get(field), 1000)
     table = answers.get("target_table")
