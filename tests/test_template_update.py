@@ -129,6 +129,7 @@ def test_a_file_the_projects_gitignore_leaves_out_is_merged_not_overwritten(
     text = (project / "CODEOWNERS").read_text()
     assert "* @our-team\n" in text and "* @data-platform\n" in text and "<<<<<<< " in text
 
+
 def test_a_conflicting_edit_is_listed_exits_1_and_keeps_both_sides(
     project: Path, template: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

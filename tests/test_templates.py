@@ -377,9 +377,19 @@ def _touch(root: Path, relative: str) -> None:
 
 def test_generated_gitignore_leaves_out_the_warehouse_and_caches_and_nothing_generated(tmp_path: Path) -> None:
     """The DuckDB file, its WAL, the load lock and DuckDB's spill folder are ignored by the
-    generated ``.gitignore``, as are bytecode and tool caches; no file the template generates is."""
+    generated ``.gitignore``, as are bytecode and tool caches; no file the template generates is.
+    A real load into ``duckdb_path`` leaves nothing beside the database that git would show."""
+    import polars as pl
+
+    from prefect_etl_blocks import DuckDBConnection
+
     project = new_project("etl-flow", output_dir=tmp_path, no_input=True, extra_context={"duckdb_path": "data/../db/w.duckdb"})
     assert _git_ignored(project) == set()
+    (project / "db").mkdir()
+    with DuckDBConnection(database=str(project / "db" / "w.duckdb")) as warehouse:
+        assert warehouse.load_frame(pl.DataFrame({"id": [1, 2]}), "t") == 2
+    beside = {p.relative_to(project).as_posix() for p in (project / "db").rglob("*") if p.is_file()}
+    assert "db/w.duckdb" in beside and beside <= _git_ignored(project)
     made = ["db/w.duckdb" + suffix for suffix in _WAREHOUSE_FILES]
     caches = ["sales_etl/__pycache__/flow.cpython-311.pyc", ".pytest_cache/v/x", ".ruff_cache/x", "dist/p.whl"]
     kept = ["w.duckdb", "db/w.duckdb.bak", "data/w.duckdb", "sales_etl/dist/x.py"]

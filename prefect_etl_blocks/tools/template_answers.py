@@ -99,7 +99,7 @@ def gitignore_pattern(value: Any) -> str:
         ```
     """
     text = str(value)
-    if text in ("", ":memory:") or text.startswith((":memory:", "/", "~")) or text.endswith("/"):
+    if text.startswith((":memory:", "/", "~")) or text.endswith("/"):  # "" normalises to "."
         return ""
     path = posixpath.normpath(text)
     if path == "." or path == ".." or path.startswith("../"):
